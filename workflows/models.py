@@ -1,0 +1,127 @@
+"""SQLModel tables: assets, lineage edges, classifications, the decision log, the outbox and locks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from workflows.enums import AssetKind, AssetStatus, EdgeType, RiskTier, Sensitivity
+from workflows.types import StrEnumType, UtcDateTime
+
+
+def _utc_column(**kwargs) -> Any:
+    return Field(sa_column=Column(UtcDateTime(), **kwargs))
+
+
+def _enum_field(enum_cls, default: Any = ..., *, nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=default, sa_type=StrEnumType(enum_cls), nullable=nullable, index=index)
+
+
+class AssetBase(SQLModel):
+    """Fields shared by every kind of asset."""
+
+    slug: str = Field(max_length=64, index=True, unique=True)
+    kind: AssetKind = _enum_field(AssetKind, index=True)
+    name: str = Field(max_length=150)
+    description: str = Field(default="", max_length=3000)
+    owner_id: str = Field(max_length=32, index=True)
+    team: str = Field(default="", max_length=100)
+    location_uri: str = Field(default="", max_length=500)
+    version: str = Field(default="", max_length=64)
+    license: str = Field(default="", max_length=100)
+    sensitivity: Sensitivity = _enum_field(Sensitivity, Sensitivity.INTERNAL)
+    contains_personal_data: bool = False
+    status: AssetStatus = _enum_field(AssetStatus, AssetStatus.ACTIVE, index=True)
+
+
+class Asset(AssetBase, table=True):
+    """One AI asset in the inventory. `details` holds the kind-specific fields."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The system's own tier from its questionnaire; only AI systems have one.
+    risk_tier: RiskTier | None = _enum_field(RiskTier, None, nullable=True)
+    # The strictest tier of the systems that depend on this asset, kept current on every change
+    # so reviews and exports can filter by it with an index instead of walking the graph.
+    effective_tier: RiskTier | None = _enum_field(RiskTier, None, nullable=True, index=True)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = _utc_column(nullable=False)
+    updated_at: datetime = _utc_column(nullable=False)
+    last_reviewed_at: datetime | None = _utc_column(nullable=True)
+    next_review_due: datetime | None = _utc_column(nullable=True, index=True)
+
+
+class Edge(SQLModel, table=True):
+    """A typed lineage edge: `source` <type> `target`, e.g. model trained_on dataset."""
+
+    __table_args__ = (
+        UniqueConstraint("source_id", "target_id", "type", name="uq_edge"),
+        Index("ix_edge_target", "target_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    target_id: int = Field(foreign_key="asset.id", ondelete="CASCADE")
+    type: EdgeType = _enum_field(EdgeType)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = _utc_column(nullable=False)
+
+
+class Classification(SQLModel, table=True):
+    """One answered risk questionnaire for an AI system; the newest is in force."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    tier: RiskTier = _enum_field(RiskTier)
+    answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    transparency_flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    rationale: str = Field(default="", max_length=3000)
+    classified_by: str = Field(max_length=32)
+    classified_at: datetime = _utc_column(nullable=False)
+
+
+class DecisionLogEntry(SQLModel, table=True):
+    """An append-only, hash-chained record of one decision or change."""
+
+    __tablename__ = "decision_log"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = _utc_column(nullable=False, index=True)
+    actor: str = Field(max_length=32)
+    action: str = Field(max_length=64, index=True)
+    subject_type: str = Field(max_length=32)
+    subject_id: int | None = Field(default=None, index=True)
+    subject_slug: str = Field(default="", max_length=64)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A Slack message a committed change implies, delivered after commit and retried until sent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _utc_column(nullable=False)
+    # "post" (chat.postMessage), "ephemeral", "update" (chat.update of an earlier row) or "dm".
+    method: str = Field(max_length=16)
+    channel: str = Field(default="", max_length=32)
+    user: str = Field(default="", max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    next_attempt_at: datetime | None = _utc_column(nullable=True, index=True)
+    sent_at: datetime | None = _utc_column(nullable=True)
+    sent_channel: str = Field(default="", max_length=32)
+    sent_ts: str = Field(default="", max_length=32)
+    last_error: str = Field(default="", max_length=500)
+
+
+class LeaderLock(SQLModel, table=True):
+    """A lease held by at most one scheduler at a time."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: datetime = _utc_column(nullable=False)

@@ -1,0 +1,64 @@
+"""The transactional outbox: Slack messages written with the change that implies them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from workflows.models import OutboxMessage
+
+MAX_BACKOFF = timedelta(minutes=30)
+
+
+class OutboxMethod(StrEnum):
+    """How a row is delivered."""
+
+    POST = "post"            # chat.postMessage to `channel`
+    DM = "dm"                # chat.postMessage to the DM with `user`
+    EPHEMERAL = "ephemeral"  # chat.postEphemeral to `user` in `channel`, falling back to a DM
+
+
+def add_message(
+    *, session: Session, method: OutboxMethod, payload: dict[str, Any], now: datetime,
+    channel: str = "", user: str = "",
+) -> OutboxMessage:
+    """Queue a message in the caller's transaction; it is sent after commit."""
+    row = OutboxMessage(
+        created_at=now, method=method, channel=channel, user=user, payload=payload, next_attempt_at=now
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def due_message_ids(*, session: Session, now: datetime, limit: int = 500) -> list[int]:
+    """Ids of unsent rows whose next attempt is due, oldest first."""
+    rows = session.exec(
+        select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now)
+        .order_by(col(OutboxMessage.next_attempt_at)).limit(limit)
+    ).all()
+    return list(rows)
+
+
+def mark_sent(*, session: Session, message: OutboxMessage, channel: str, ts: str, now: datetime) -> None:
+    """Record Slack's answer so later updates redraw the same message."""
+    message.sent_at, message.sent_channel, message.sent_ts = now, channel, ts
+    message.next_attempt_at = None
+    message.attempts += 1
+    session.add(message)
+
+
+def mark_failed(
+    *, session: Session, message: OutboxMessage, error: str, now: datetime, retry_after: float | None = None
+) -> None:
+    """Record a failed attempt and push the next one back (honouring Retry-After)."""
+    message.attempts += 1
+    backoff = timedelta(seconds=retry_after) if retry_after else min(
+        timedelta(seconds=2 ** min(message.attempts, 11)), MAX_BACKOFF
+    )
+    message.next_attempt_at = now + backoff
+    message.last_error = error[:500]
+    session.add(message)

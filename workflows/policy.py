@@ -1,0 +1,139 @@
+"""The policy file: per-tier approvers, grant limits, review intervals and required documents."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workflows.enums import AssetKind, DocType, RiskTier
+from workflows.errors import InvalidInput
+
+OWNER = "owner"
+DATA_OWNERS = "data_owners"
+_BUILTIN_STEPS = {OWNER, DATA_OWNERS}
+_MEMBER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierPolicy(_Strict):
+    """What a tier demands."""
+
+    access: Literal["allowed", "refused"] = "allowed"
+    approvers: list[str] = Field(default_factory=lambda: [OWNER])
+    max_grant_days: int = Field(ge=0, le=3650)
+    review_interval_days: int = Field(gt=0, le=3650)
+    required_docs: dict[AssetKind, list[DocType]] = Field(default_factory=dict)
+
+    @property
+    def review_interval(self) -> timedelta:
+        """The review interval as a timedelta."""
+        return timedelta(days=self.review_interval_days)
+
+
+class Policy(_Strict):
+    """The whole policy, validated."""
+
+    version: Literal[1] = 1
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    admin_group: str | None = None
+    fallback_group: str | None = None
+    tiers: dict[RiskTier, TierPolicy]
+
+    @field_validator("groups")
+    @classmethod
+    def _members_are_slack_ids(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, members in groups.items():
+            if name in _BUILTIN_STEPS:
+                raise ValueError(f"'{name}' is reserved and cannot be a group name")
+            for member in members:
+                if not _MEMBER.match(member):
+                    raise ValueError(
+                        f"group '{name}': '{member}' is not a Slack user id (U…), user group id (S…) "
+                        "or user group handle (@name)"
+                    )
+        return groups
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Policy:
+        missing = [t.value for t in RiskTier if t not in self.tiers]
+        if missing:
+            raise ValueError(f"tiers: missing {', '.join(missing)}")
+        for label, group in (("admin_group", self.admin_group), ("fallback_group", self.fallback_group)):
+            if group is not None and group not in self.groups:
+                raise ValueError(f"{label}: unknown group '{group}'")
+        for tier, tier_policy in self.tiers.items():
+            for step in tier_policy.approvers:
+                if step not in _BUILTIN_STEPS and step not in self.groups:
+                    raise ValueError(f"tiers.{tier.value}.approvers: unknown group '{step}'")
+        return self
+
+    def tier(self, tier: RiskTier | None) -> TierPolicy:
+        """The rules for `tier`; an unclassified asset gets the strictest review cadence."""
+        if tier is None:
+            return self.unclassified
+        return self.tiers[tier]
+
+    @property
+    def unclassified(self) -> TierPolicy:
+        """Rules for assets no classified system reaches: shortest review interval of any tier."""
+        shortest = min(self.tiers.values(), key=lambda p: p.review_interval_days)
+        base = self.tiers[RiskTier.MINIMAL]
+        return base.model_copy(update={"review_interval_days": shortest.review_interval_days})
+
+    def required_docs(self, tier: RiskTier | None, kind: AssetKind) -> list[DocType]:
+        """Documentation types the policy requires for an asset of `kind` at `tier`."""
+        return list(self.tier(tier).required_docs.get(kind, []))
+
+    def admins(self) -> list[str]:
+        """Members of the admin group (user ids and user-group references)."""
+        return list(self.groups.get(self.admin_group, [])) if self.admin_group else []
+
+
+def default_policy_text() -> str:
+    """The documented default policy shipped with Steward."""
+    return resources.files("workflows").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+
+
+def parse_policy(text: str, *, source: str = "policy") -> Policy:
+    """Parse and validate policy YAML; raise InvalidInput naming the first bad key."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{source}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source}: expected a mapping at the top level")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(f"{source}: {_describe(exc)}") from exc
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Load the policy from `path`, or the default policy when no path is set."""
+    if path is None:
+        return parse_policy(default_policy_text(), source="default policy")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the policy file ({exc.strerror})") from exc
+    return parse_policy(text, source=str(path))
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if error["type"] == "enum" and len(error["loc"]) >= 2 and error["loc"][0] == "tiers":
+        return f"unknown tier '{error['input']}' (expected one of: {', '.join(t.value for t in RiskTier)})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

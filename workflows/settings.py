@@ -1,0 +1,47 @@
+"""One settings object, read from the environment and `.env` at start-up and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".steward")
+
+
+class Settings(BaseSettings):
+    """Steward's configuration. Defaults give the embedded setup: a SQLite file and a file broker."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_ignore_empty=True)
+
+    slack_bot_token: SecretStr = SecretStr("")
+    slack_signing_secret: SecretStr = SecretStr("")
+    slack_app_token: SecretStr = SecretStr("")
+    slack_api_url: str = "https://slack.com/api/"
+    steward_home: Path = Field(default=DEFAULT_HOME, description="Where embedded state lives.")
+    database_url: str = ""
+    broker_url: str = ""
+    steward_policy: Path | None = None
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, or a SQLite file under STEWARD_HOME."""
+        return self.database_url or f"sqlite:///{(self.steward_home / 'steward.db').as_posix()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """BROKER_URL, or the embedded file broker under STEWARD_HOME."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        """Folder the embedded file broker exchanges messages through."""
+        return self.steward_home / "broker"
+
+    @property
+    def socket_mode(self) -> bool:
+        """Socket Mode is used when an app-level token is configured."""
+        return bool(self.slack_app_token.get_secret_value())
