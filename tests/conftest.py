@@ -1,0 +1,107 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL too), the policy and a fixed clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from workflows.db import make_engine
+from workflows.policy import Policy, load_policy
+from workflows.schema import create_schema, truncate_all
+
+POSTGRES_URL = os.environ.get("STEWARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+FIXED_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+
+
+def service_missing(what: str, reason: str) -> None:
+    """Skip loudly on a developer machine; fail in CI, where every service must be up."""
+    message = f"*** {what} is not reachable ({reason}); tests that need it cannot run ***"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test run, dropped afterwards."""
+    admin_url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no PostgreSQL here"
+        service_missing("PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    name = f"steward_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(_pg_engine: Engine) -> Iterator[Engine]:
+    """The PostgreSQL engine, emptied after each test."""
+    yield _pg_engine
+    truncate_all(_pg_engine)
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path) -> Iterator[Engine]:
+    """A SQLite file database with the schema applied."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'steward.db'}")
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request) -> Engine:
+    """Each service test runs once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue(f"{'pg' if request.param == 'postgresql' else 'sqlite'}_engine")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis, or a loud skip (a failure in CI)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", f"{type(exc).__name__}: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def policy() -> Policy:
+    """The shipped default policy."""
+    return load_policy(None)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A fixed, timezone-aware clock reading."""
+    return FIXED_NOW
