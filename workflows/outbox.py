@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from workflows.models import OutboxMessage
 
 MAX_BACKOFF = timedelta(minutes=30)
+_ADDED = "steward.outbox.added"
 
 
 class OutboxMethod(StrEnum):
@@ -31,7 +32,13 @@ def add_message(
     )
     session.add(row)
     session.flush()
+    session.info.setdefault(_ADDED, []).append(row.id)
     return row
+
+
+def added_message_ids(session: Session) -> list[int]:
+    """Ids of the rows this session queued, for the edge to enqueue once the transaction commits."""
+    return list(session.info.get(_ADDED, []))
 
 
 def due_message_ids(*, session: Session, now: datetime, limit: int = 500) -> list[int]:

@@ -45,6 +45,7 @@ class Policy(_Strict):
     version: Literal[1] = 1
     groups: dict[str, list[str]] = Field(default_factory=dict)
     admin_group: str | None = None
+    governance_group: str | None = None
     fallback_group: str | None = None
     tiers: dict[RiskTier, TierPolicy]
 
@@ -67,7 +68,9 @@ class Policy(_Strict):
         missing = [t.value for t in RiskTier if t not in self.tiers]
         if missing:
             raise ValueError(f"tiers: missing {', '.join(missing)}")
-        for label, group in (("admin_group", self.admin_group), ("fallback_group", self.fallback_group)):
+        named = (("admin_group", self.admin_group), ("governance_group", self.governance_group),
+                 ("fallback_group", self.fallback_group))
+        for label, group in named:
             if group is not None and group not in self.groups:
                 raise ValueError(f"{label}: unknown group '{group}'")
         for tier, tier_policy in self.tiers.items():
@@ -133,7 +136,8 @@ def _describe(exc: ValidationError) -> str:
     where = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"unknown key '{where}'"
-    if error["type"] == "enum" and len(error["loc"]) >= 2 and error["loc"][0] == "tiers":
+    # Only a bad key directly under `tiers` is a tier name; a bad doc type or kind deeper down is not.
+    if error["type"] == "enum" and error["loc"] == ("tiers", error["input"], "[key]"):
         return f"unknown tier '{error['input']}' (expected one of: {', '.join(t.value for t in RiskTier)})"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message

@@ -1,0 +1,1 @@
+"""The Slack edge: the Bolt app, its listeners, Block Kit builders and form parsing."""

@@ -1,0 +1,88 @@
+"""Every Slack id Steward uses (action_id, callback_id, block_id), one StrEnum per surface."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from workflows.enums import EdgeType
+
+
+class Command(StrEnum):
+    """Subcommands of /steward."""
+
+    HELP = "help"
+    REGISTER = "register"
+    ASSET = "asset"
+    SEARCH = "search"
+    CLASSIFY = "classify"
+    MINE = "mine"
+    EDIT = "edit"
+
+
+class Callback(StrEnum):
+    """Modal callback ids."""
+
+    REGISTER = "asset_register"
+    EDIT = "asset_edit"
+    CLASSIFY = "asset_classify"
+
+
+class Action(StrEnum):
+    """Interactive element action ids."""
+
+    PICK_KIND = "register_pick_kind"
+    SHOW_ASSET = "asset_show"
+    EDIT_ASSET = "asset_edit_open"
+    CLASSIFY_ASSET = "asset_classify_open"
+    RETIRE_ASSET = "asset_retire"
+    REGISTER_OPEN = "asset_register_open"
+    VALUE = "value"  # the single element inside each input block
+
+
+class Block(StrEnum):
+    """Input block ids of the asset form; equal to the service's field names, so errors map back."""
+
+    NAME = "name"
+    SLUG = "slug"
+    DESCRIPTION = "description"
+    OWNER = "owner_id"
+    TEAM = "team"
+    LOCATION = "location_uri"
+    VERSION = "version"
+    LICENSE = "license"
+    SENSITIVITY = "sensitivity"
+    PERSONAL_DATA = "contains_personal_data"
+    STATUS = "status"
+    KIND_PICKER = "kind_picker"
+
+
+class RiskBlock(StrEnum):
+    """Input block ids of the classification questionnaire; equal to RiskAnswers' field names."""
+
+    PROHIBITED = "prohibited_practices"
+    ANNEX_I = "annex_i_safety_component"
+    ANNEX_III = "annex_iii_areas"
+    EXEMPTION = "art_6_3_exemption"
+    EXEMPTION_RATIONALE = "art_6_3_rationale"
+    TRANSPARENCY = "transparency_duties"
+    NOTES = "notes"
+
+
+DETAIL_PREFIX = "details."
+EDGE_PREFIX = "edge:"
+PICKER_PREFIX = "pick:"
+
+
+def detail_block(field: str) -> str:
+    """Block id of a kind-specific field."""
+    return f"{DETAIL_PREFIX}{field}"
+
+
+def edge_block(edge_type: EdgeType) -> str:
+    """Block id of a lineage picker (matches the service's "edge:<type>" error keys)."""
+    return f"{EDGE_PREFIX}{edge_type.value}"
+
+
+def picker_action(edge_type: EdgeType) -> str:
+    """Action id of a lineage picker's external select; the options listener matches the prefix."""
+    return f"{PICKER_PREFIX}{edge_type.value}"

@@ -1,0 +1,14 @@
+"""Bolt listeners, one module per kind of Slack request, each with `register(app, ctx)`."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.context import BotContext
+from bot.listeners import actions, commands, events, options, views
+
+
+def register_all(app: App, ctx: BotContext) -> None:
+    """Attach every listener to the app."""
+    for module in (commands, actions, views, options, events):
+        module.register(app, ctx)

@@ -1,0 +1,138 @@
+"""Button and menu clicks. Every click is re-authorised here; button values carry only ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import App
+
+from workflows import inventory
+from workflows.classification import ensure_classifiable
+from workflows.enums import AssetKind
+from workflows.errors import NotFound
+
+from bot.context import BotContext
+from bot.forms import metadata, read_metadata
+from bot.ids import Action
+from bot.listeners.commands import card_blocks
+from bot.listeners.common import actor_for, answer_errors, change, ephemeral, read
+from bot.listeners.modals import open_classify, open_edit, open_register
+from bot.views.common import plain
+from bot.views.forms import asset_form_view
+
+
+def register(app: App, ctx: BotContext) -> None:
+    """Attach the action listeners."""
+
+    @app.action(Action.PICK_KIND)
+    def pick_kind(ack, body: dict[str, Any], action: dict[str, Any], client) -> None:
+        ack()
+        kind = AssetKind(action["selected_option"]["value"])
+        view = body["view"]
+        meta = read_metadata(view)
+        meta["kind"] = kind.value
+        form = asset_form_view(kind=kind, metadata=metadata(**meta), owner_id=body["user"]["id"])
+        client.views_update(view_id=view["id"], hash=view.get("hash"), view=form)
+
+    @app.action(Action.SHOW_ASSET)
+    def show(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        actor = actor_for(ctx, body["user"]["id"])
+
+        def run() -> None:
+            blocks = read(ctx, lambda s: card_blocks(ctx, s, _asset(s, action), actor))
+            _show_blocks(body, respond, client, blocks)
+
+        answer_errors(_responder(body, respond, client), run)
+
+    @app.action(Action.EDIT_ASSET)
+    def edit(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        actor = actor_for(ctx, body["user"]["id"])
+        answer_errors(_responder(body, respond, client), lambda: open_edit(
+            ctx, client, trigger_id=body["trigger_id"], asset_id=_asset_id(action), actor=actor,
+            channel=_channel(body), push=_in_modal(body)))
+
+    @app.action(Action.CLASSIFY_ASSET)
+    def classify(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        actor = actor_for(ctx, body["user"]["id"])
+
+        def run() -> None:
+            def load(session):
+                asset = _asset(session, action)
+                ensure_classifiable(asset=asset, actor=actor, policy=ctx.policy)
+                return asset, inventory.latest_classification(session=session, asset_id=asset.id)
+            asset, previous = read(ctx, load)
+            open_classify(client, trigger_id=body["trigger_id"], asset=asset, previous=previous,
+                          channel=_channel(body), push=_in_modal(body))
+
+        answer_errors(_responder(body, respond, client), run)
+
+    @app.action(Action.RETIRE_ASSET)
+    def retire(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        actor = actor_for(ctx, body["user"]["id"])
+
+        def run() -> None:
+            def do(session):
+                asset = inventory.retire_asset(session=session, asset_id=_asset_id(action), actor=actor,
+                                               now=ctx.clock(), policy=ctx.policy)
+                return card_blocks(ctx, session, asset, actor)
+            blocks = change(ctx, do)
+            _show_blocks(body, respond, client, blocks, replace=True)
+
+        answer_errors(_responder(body, respond, client), run)
+
+    @app.action(Action.REGISTER_OPEN)
+    def register_open(ack, body: dict[str, Any], client) -> None:
+        ack()
+        open_register(client, trigger_id=body["trigger_id"], kind=None, user_id=body["user"]["id"])
+
+
+def _asset_id(action: dict[str, Any]) -> int:
+    value = str(action.get("value", ""))
+    if not value.isdigit():
+        raise NotFound("That button no longer points at an asset.")
+    return int(value)
+
+
+def _asset(session, action: dict[str, Any]):
+    return inventory.get_asset(session=session, asset_id=_asset_id(action))
+
+
+def _in_modal(body: dict[str, Any]) -> bool:
+    return body.get("container", {}).get("type") == "view" and body.get("view", {}).get("type") == "modal"
+
+
+def _channel(body: dict[str, Any]) -> str:
+    return (body.get("channel") or {}).get("id", "") or read_metadata(body.get("view") or {}).get("channel", "")
+
+
+def _show_blocks(body: dict[str, Any], respond, client, blocks: list[dict[str, Any]], *,
+                 replace: bool = False) -> None:
+    """Show blocks where the click came from: in the message, or in a modal from App Home."""
+    if body.get("response_url"):
+        respond(response_type="ephemeral", replace_original=replace, text="Asset", blocks=blocks)
+        return
+    modal = {"type": "modal", "title": plain("Asset", 24), "close": plain("Close", 24), "blocks": blocks[:100]}
+    if _in_modal(body) and replace:
+        client.views_update(view_id=body["view"]["id"], view=modal)
+    elif _in_modal(body):
+        client.views_push(trigger_id=body["trigger_id"], view=modal)
+    else:
+        client.views_open(trigger_id=body["trigger_id"], view=modal)
+
+
+def _responder(body: dict[str, Any], respond, client):
+    """Where to send an error: the response_url when there is one, else a DM from the bot."""
+    if body.get("response_url"):
+        return respond
+    user_id = body["user"]["id"]
+
+    def dm(**kwargs: Any) -> None:
+        kwargs.pop("response_type", None)
+        kwargs.pop("replace_original", None)
+        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        client.chat_postMessage(channel=channel, **kwargs)
+    return dm

@@ -1,0 +1,128 @@
+"""The /steward slash command: ack at once, then read or open a modal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import App
+
+from workflows import inventory
+from workflows.classification import can_classify, ensure_classifiable
+from workflows.enums import AssetKind
+
+from bot.context import BotContext
+from bot.ids import Command
+from bot.listeners.common import actor_for, answer_errors, ephemeral, read
+from bot.listeners.modals import open_classify, open_edit, open_register
+from bot.views.assets import asset_card, asset_list
+from bot.views.common import escape
+from bot.views.help import help_blocks
+
+KIND_ALIASES = {"code": AssetKind.ALGORITHM, "infra": AssetKind.INFRASTRUCTURE, "doc": AssetKind.DOCUMENTATION,
+                "docs": AssetKind.DOCUMENTATION, "ai-system": AssetKind.SYSTEM, "usecase": AssetKind.SYSTEM,
+                "use-case": AssetKind.SYSTEM}
+
+
+def register(app: App, ctx: BotContext) -> None:
+    """Attach the /steward command."""
+
+    @app.command("/steward")
+    def steward(ack, command: dict[str, Any], respond, client) -> None:
+        ack()
+        name, _, rest = (command.get("text") or "").strip().partition(" ")
+        sub, arg = name.lower(), rest.strip()
+        handler = HANDLERS.get(sub)
+        if handler is None:
+            intro = f"I don't know `{escape(name)}`." if name and sub != Command.HELP else None
+            ephemeral(respond, help_blocks(intro=intro), "Steward help")
+            return
+        answer_errors(respond, lambda: handler(ctx, command, arg, respond, client))
+
+
+def show_asset(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward asset <slug>`: the asset card."""
+    if not arg:
+        ephemeral(respond, help_blocks(intro="Which asset? Try `/steward asset fraud-scorer`."), "Which asset?")
+        return
+    actor = actor_for(ctx, command["user_id"])
+    ephemeral(respond, read(ctx, lambda s: card_blocks(ctx, s, inventory.find_asset(session=s, slug=arg), actor)),
+              f"Asset {arg}")
+
+
+def card_blocks(ctx: BotContext, session, asset, actor) -> list[dict[str, Any]]:
+    """The card for `asset` as `actor` sees it (buttons only for what they may do)."""
+    card = inventory.describe_asset(session=session, asset=asset, policy=ctx.policy)
+    return asset_card(card, can_edit=inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy),
+                      can_classify=can_classify(asset=asset, actor=actor, policy=ctx.policy))
+
+
+def search(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward search <words>`: the best ten matches."""
+    if not arg:
+        ephemeral(respond, help_blocks(intro="Search for what? Try `/steward search churn`."), "Search for what?")
+        return
+    found = read(ctx, lambda s: inventory.search_assets(session=s, text=arg))
+    title = f"*{len(found)}* best match{'es' if len(found) != 1 else ''} for *{escape(arg)}*"
+    ephemeral(respond, asset_list(found, title=title, empty=f":mag: Nothing matches *{escape(arg)}*."),
+              f"Search results for {arg}")
+
+
+def mine(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward mine`: assets I own."""
+    owned = read(ctx, lambda s: inventory.list_owned(session=s, owner_id=command["user_id"]))
+    ephemeral(respond, asset_list(owned, title=f"You own *{len(owned)}* asset{'s' if len(owned) != 1 else ''}.",
+                                  empty="You own no assets yet. Register one with `/steward register`."),
+              "Your assets")
+
+
+def register_asset(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward register [kind]`: open the registration modal."""
+    kind = None
+    if arg:
+        word = arg.split()[0].lower()
+        kind = KIND_ALIASES.get(word) or next((k for k in AssetKind if k.value == word), None)
+        if kind is None:
+            kinds = ", ".join(f"`{k.value}`" for k in AssetKind)
+            ephemeral(respond, help_blocks(intro=f"`{escape(word)}` is not a kind of asset. Use one of {kinds}."),
+                      "Unknown kind")
+            return
+    open_register(client, trigger_id=command["trigger_id"], kind=kind, user_id=command["user_id"],
+                  channel=command.get("channel_id", ""))
+
+
+def classify(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward classify <system>`: open the questionnaire."""
+    if not arg:
+        ephemeral(respond, help_blocks(intro="Which system? Try `/steward classify loan-approval`."), "Which?")
+        return
+    actor = actor_for(ctx, command["user_id"])
+
+    def load(session):
+        asset = inventory.find_asset(session=session, slug=arg)
+        ensure_classifiable(asset=asset, actor=actor, policy=ctx.policy)
+        return asset, inventory.latest_classification(session=session, asset_id=asset.id)
+
+    asset, previous = read(ctx, load)
+    open_classify(client, trigger_id=command["trigger_id"], asset=asset, previous=previous,
+                  channel=command.get("channel_id", ""))
+
+
+def edit(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward edit <slug>`: open the edit modal for an asset the user may change."""
+    if not arg:
+        ephemeral(respond, help_blocks(intro="Which asset? Try `/steward edit fraud-scorer`."), "Which?")
+        return
+    actor = actor_for(ctx, command["user_id"])
+    asset = read(ctx, lambda s: inventory.find_asset(session=s, slug=arg))
+    open_edit(ctx, client, trigger_id=command["trigger_id"], asset_id=asset.id, actor=actor,
+              channel=command.get("channel_id", ""))
+
+
+HANDLERS = {
+    Command.ASSET: show_asset,
+    Command.SEARCH: search,
+    Command.MINE: mine,
+    Command.REGISTER: register_asset,
+    Command.CLASSIFY: classify,
+    Command.EDIT: edit,
+}

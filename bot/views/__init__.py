@@ -1,0 +1,1 @@
+"""Pure Block Kit builders: objects in, blocks out. No Slack calls, no database."""

@@ -1,0 +1,23 @@
+"""The /steward help text."""
+
+from __future__ import annotations
+
+from bot.views.common import Block, context, section
+
+COMMANDS = [
+    ("/steward register [kind]", "Register a dataset, model, algorithm, infrastructure, documentation or AI system."),
+    ("/steward asset <slug>", "Show an asset: owner, tier, lineage, documentation and reviews."),
+    ("/steward search <words>", "Find assets by name, slug, description or team (best 10)."),
+    ("/steward classify <system>", "Answer the EU AI Act questionnaire for an AI system."),
+    ("/steward edit <slug>", "Edit an asset you own."),
+    ("/steward mine", "List the assets you own and the reviews you have due."),
+    ("/steward help", "Show this help."),
+]
+
+
+def help_blocks(*, intro: str | None = None) -> list[Block]:
+    """Every command with a one-line explanation."""
+    lines = "\n".join(f"`{usage}` — {what}" for usage, what in COMMANDS)
+    blocks = [section((intro + "\n\n" if intro else "") + "*Steward keeps your AI assets under control.*\n" + lines)]
+    blocks.append(context("Kinds: dataset, model, algorithm, infrastructure, documentation, system."))
+    return blocks
