@@ -56,12 +56,12 @@ def answer_errors(respond: Callable[..., Any], fn: Callable[[], None]) -> None:
         fn()
     except DomainError as exc:
         blocks = error_blocks(exc)
-        respond(response_type="ephemeral", replace_original=False, text=str(exc), blocks=blocks)
+        respond(response_type="ephemeral", replace_original=False, text=escape(str(exc)), blocks=blocks)
     except Exception:
         log.exception("listener failed")
         respond(response_type="ephemeral", replace_original=False, text=UNEXPECTED)
 
 
 def ephemeral(respond: Callable[..., Any], blocks: list[dict[str, Any]], text: str) -> None:
-    """Answer only the person who asked."""
-    respond(response_type="ephemeral", replace_original=False, text=text, blocks=blocks)
+    """Answer only the person who asked (`text` is the notification fallback, so it is escaped too)."""
+    respond(response_type="ephemeral", replace_original=False, text=escape(text), blocks=blocks)
