@@ -1,0 +1,73 @@
+"""Building the running pieces from settings: engine, policy, Celery app and the bot context."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from slack_bolt import App
+from sqlalchemy import Engine
+
+from bot.app import create_app, make_client
+from bot.context import BotContext
+from bot.directory import Directory
+from workers.celery_app import make_celery
+from workers.tasks import enqueue_delivery
+from workflows.db import make_engine
+from workflows.errors import DomainError
+from workflows.policy import Policy, load_policy
+from workflows.schema import current_revision, head_revision
+from workflows.settings import Settings
+
+
+class SetupError(DomainError):
+    """Steward cannot start as configured; the message says what to change."""
+
+
+def configure_logging(settings: Settings) -> None:
+    """Plain, timestamped logs at the configured level."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The configured database's engine."""
+    return make_engine(settings.resolved_database_url)
+
+
+def policy_for(settings: Settings) -> Policy:
+    """The validated policy (the packaged default unless STEWARD_POLICY names a file)."""
+    return load_policy(settings.steward_policy)
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse to run against a database that `steward db upgrade` has not brought up to date."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SetupError(f"the database schema is at {current or 'nothing'}, not {head}: "
+                         "run `steward db upgrade` first")
+
+
+def require_slack_credentials(settings: Settings) -> None:
+    """The bot needs a bot token and a signing secret (and an app token for Socket Mode)."""
+    missing = [name for name, value in (("SLACK_BOT_TOKEN", settings.slack_bot_token),
+                                        ("SLACK_SIGNING_SECRET", settings.slack_signing_secret))
+               if not value.get_secret_value()]
+    if missing:
+        raise SetupError(f"{' and '.join(missing)} must be set to connect to Slack (see README: "
+                         "Connecting a Slack workspace)")
+
+
+def build_bot(settings: Settings, engine: Engine) -> App:
+    """The Bolt app with its context, enqueuing deliveries on the configured broker."""
+    make_celery(settings)
+    client = make_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    ctx = BotContext(settings=settings, engine=engine, policy=policy_for(settings), directory=Directory(client),
+                     enqueue_delivery=enqueue_delivery)
+    return create_app(ctx, client=client)
+
+
+def holder_name() -> str:
+    """Who holds a lease: host and process, so operators can tell copies apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,203 @@
+"""The Alembic migrations build exactly the models' schema, undo it, and guard the decision log."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import SQLModel
+
+from workflows import audit
+from workflows.db import make_engine, transaction
+from workflows.schema import (
+    MIGRATIONS_DIR,
+    alembic_config,
+    autogenerate_options,
+    create_schema,
+    current_revision,
+    downgrade_database,
+    truncate_all,
+    upgrade_database,
+)
+
+MODEL_TABLES = {"asset", "edge", "classification", "decision_log", "outboxmessage", "leaderlock"}
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+INSERT_ENTRY = text(
+    "INSERT INTO decision_log (seq, at, actor, action, subject_type, subject_slug, prev_hash, hash) "
+    "VALUES (:seq, :at, 'U0OWNER1', 'asset.registered', 'asset', '', :prev, :hash)"
+)
+
+
+@pytest.fixture
+def fresh_sqlite(tmp_path) -> Iterator[Engine]:
+    """An empty SQLite file that no migration has touched."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str) -> Iterator[Engine]:
+    """An empty PostgreSQL database of its own, so the shared session database stays at head."""
+    url = make_url(postgres_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"steward_mig_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_engine(request) -> Engine:
+    """An empty database, once per backend."""
+    return request.getfixturevalue(f"fresh_{'postgres' if request.param == 'postgresql' else 'sqlite'}")
+
+
+def schema_differences(engine: Engine) -> list:
+    """What autogenerate would change to make the database match SQLModel.metadata."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts=autogenerate_options())
+        return compare_metadata(context, SQLModel.metadata)
+
+
+def table_names(engine: Engine) -> set[str]:
+    """Every table in the database except Alembic's own bookkeeping."""
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_there_is_exactly_one_head():
+    assert HEAD is not None
+    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
+
+
+def test_a_fresh_database_migrates_to_exactly_the_models(fresh_engine):
+    assert current_revision(fresh_engine) is None
+    assert table_names(fresh_engine) == set()
+
+    upgrade_database(fresh_engine)
+
+    assert current_revision(fresh_engine) == HEAD
+    assert table_names(fresh_engine) == MODEL_TABLES == {t.name for t in SQLModel.metadata.sorted_tables}
+    assert schema_differences(fresh_engine) == []
+    # The same check through env.py, as `alembic check` would run it.
+    with fresh_engine.begin() as conn:
+        command.check(alembic_config(connection=conn))
+
+
+def test_upgrading_a_database_at_head_changes_nothing(fresh_engine):
+    create_schema(fresh_engine)
+    create_schema(fresh_engine)
+    assert current_revision(fresh_engine) == HEAD
+    assert schema_differences(fresh_engine) == []
+
+
+def test_downgrade_to_base_leaves_no_tables_and_upgrades_again(fresh_engine):
+    upgrade_database(fresh_engine)
+
+    downgrade_database(fresh_engine, "base")
+
+    assert current_revision(fresh_engine) is None
+    assert table_names(fresh_engine) == set()
+    if fresh_engine.dialect.name == "postgresql":
+        with fresh_engine.connect() as conn:
+            functions = conn.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = 'decision_log_append_only'")
+            ).scalar_one()
+        assert functions == 0
+    upgrade_database(fresh_engine)
+    assert schema_differences(fresh_engine) == []
+
+
+def test_the_parity_check_notices_a_column_type_that_drifted(fresh_postgres):
+    upgrade_database(fresh_postgres)
+    with fresh_postgres.connect() as conn, conn.begin() as trans:
+        conn.execute(text("ALTER TABLE asset ALTER COLUMN created_at TYPE timestamp without time zone"))
+        conn.execute(text("ALTER TABLE asset ALTER COLUMN kind TYPE varchar(16)"))
+        context = MigrationContext.configure(conn, opts=autogenerate_options())
+        diffs = compare_metadata(context, SQLModel.metadata)
+        trans.rollback()
+    changed = {change[3] for group in diffs for change in group if change[0] == "modify_type"}
+    assert changed == {"created_at", "kind"}
+
+
+def test_the_session_databases_are_at_head(engine):
+    assert current_revision(engine) == HEAD
+
+
+def test_postgresql_refuses_to_update_delete_or_truncate_the_decision_log(fresh_postgres, now):
+    upgrade_database(fresh_postgres)
+    with fresh_postgres.begin() as conn:
+        conn.execute(INSERT_ENTRY, {"seq": 1, "at": now, "prev": "0" * 64, "hash": "a" * 64})
+        conn.execute(INSERT_ENTRY, {"seq": 2, "at": now, "prev": "a" * 64, "hash": "b" * 64})
+
+    refused = [
+        "UPDATE decision_log SET actor = 'U0MALLORY' WHERE seq = 1",
+        "DELETE FROM decision_log WHERE seq = 2",
+        "UPDATE decision_log SET actor = 'U0MALLORY' WHERE seq = 999",  # even when no row matches
+        "TRUNCATE decision_log",
+    ]
+    for statement in refused:
+        with pytest.raises(DBAPIError, match="decision_log is append-only"), fresh_postgres.begin() as conn:
+            conn.execute(text(statement))
+
+    with fresh_postgres.connect() as conn:
+        rows = conn.execute(text("SELECT seq, actor FROM decision_log ORDER BY seq")).all()
+    assert rows == [(1, "U0OWNER1"), (2, "U0OWNER1")]
+
+
+def test_truncate_all_still_empties_the_decision_log_and_leaves_the_guard_armed(pg_engine, now):
+    with transaction(pg_engine) as session:
+        audit.append_entry(session=session, actor="U0OWNER1", action="asset.registered",
+                           subject_type="asset", subject_id=None, now=now)
+
+    truncate_all(pg_engine)
+
+    with pg_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM decision_log")).scalar_one() == 0
+        # SET LOCAL ended with truncate_all's transaction: this pooled connection is guarded again.
+        assert conn.execute(text("SHOW session_replication_role")).scalar_one() == "origin"
+        with pytest.raises(DBAPIError, match="decision_log is append-only"):
+            conn.execute(text("TRUNCATE decision_log"))
+
+
+@pytest.mark.parametrize(("url", "has_trigger"), [("postgresql://", True), ("sqlite://", False)])
+def test_offline_mode_writes_the_sql_without_a_database(url, has_trigger):
+    config = alembic_config(url=url)
+    config.output_buffer = io.StringIO()
+
+    command.upgrade(config, "head", sql=True)
+
+    script = config.output_buffer.getvalue()
+    for table in MODEL_TABLES:
+        assert f"CREATE TABLE {table} (" in script
+    assert ("decision_log is append-only" in script) is has_trigger
+
+
+def test_the_package_data_ships_every_migration_file():
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["workflows"]
+    package_dir = MIGRATIONS_DIR.parent
+    files = [p for p in MIGRATIONS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert files
+    unshipped = [str(p.relative_to(package_dir)) for p in files
+                 if not any(fnmatch.fnmatch(str(p.relative_to(package_dir)), pat) for pat in patterns)]
+    assert unshipped == []
