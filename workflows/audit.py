@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -60,7 +60,8 @@ def append_entry(
     head = session.exec(select(DecisionLogEntry).order_by(DecisionLogEntry.seq.desc()).limit(1)).first()
     entry = DecisionLogEntry(
         seq=(head.seq + 1) if head else 1,
-        at=now,
+        # Hash the time as it will read back from the database (UTC), or the chain would not verify.
+        at=now.astimezone(UTC),
         actor=actor,
         action=action,
         subject_type=subject_type,

@@ -105,6 +105,11 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
     ensure_can_edit(asset=asset, actor=actor, policy=policy)
     if data.kind != asset.kind:
         raise InvalidInput("The kind of an asset cannot change.", field_errors={"kind": "Kind is fixed."})
+    if asset.status == AssetStatus.RETIRED:
+        raise Conflict(f"{asset.slug} is retired and can no longer be edited.")
+    if data.status == AssetStatus.RETIRED:
+        message = "Use Retire on the asset card, so grants and reviews end properly."
+        raise InvalidInput(message, field_errors={"status": message})
     before = snapshot(session, asset)
     details = validate_details(asset.kind, data.details)
     slug = data.slug or asset.slug
@@ -119,7 +124,9 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
     session.add(asset)
     _flush_unique(session, slug)
     _replace_lineage(session, asset, data.lineage, actor=actor, now=now)
-    _refresh_tiers(session, affected | {asset.id}, policy)
+    # Both ends of a changed edge: what was upstream may lose a tier, what is newly upstream may gain one.
+    affected |= lineage.upstream_ids(session=session, start=[asset.id])
+    _refresh_tiers(session, affected, policy)
     after = snapshot(session, asset)
     changed = {k for k in after if before.get(k) != after.get(k)}
     if changed:
@@ -127,8 +134,9 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
                            subject_id=asset.id, subject_slug=asset.slug, now=now,
                            before={k: before.get(k) for k in sorted(changed)},
                            after={k: after[k] for k in sorted(changed)})
-    if asset.owner_id != before["owner_id"]:
-        _notify(session, asset, actor=actor, template="asset_owner_changed", now=now)
+    if asset.owner_id != before["owner_id"] and asset.owner_id != actor.user_id:
+        add_message(session=session, method=OutboxMethod.DM, user=asset.owner_id, now=now,
+                    payload={"template": "asset_owner_changed", "asset_id": asset.id, "actor": actor.user_id})
     _notify(session, asset, actor=actor, template="asset_updated", now=now, reply_channel=reply_channel,
             owner_too=False)
     return asset
@@ -144,6 +152,8 @@ def retire_asset(*, session: Session, asset_id: int, actor: Actor, now: datetime
     before = asset.status
     asset.status, asset.updated_at, asset.next_review_due = AssetStatus.RETIRED, now, None
     session.add(asset)
+    session.flush()
+    _refresh_tiers(session, lineage.upstream_ids(session=session, start=[asset.id]), policy)
     audit.append_entry(session=session, actor=actor.user_id, action="asset.retired", subject_type="asset",
                        subject_id=asset.id, subject_slug=asset.slug, before={"status": before.value},
                        after={"status": asset.status.value, "reason": reason}, now=now)
@@ -179,7 +189,7 @@ def ensure_can_edit(*, asset: Asset, actor: Actor, policy: Policy) -> None:
     """Raise NotAllowed unless the actor owns the asset or is in the policy's admin group."""
     if actor.user_id == asset.owner_id or (policy.admin_group and policy.admin_group in actor.groups):
         return
-    raise NotAllowed(f"Only the owner of {asset.slug} (<@{asset.owner_id}>) or a Steward admin can change it.")
+    raise NotAllowed(f"Only the owner of {asset.slug} or a Steward admin can change it.")
 
 
 def can_edit(*, asset: Asset, actor: Actor, policy: Policy) -> bool:
@@ -223,8 +233,11 @@ def search_assets(*, session: Session, text: str, limit: int = SEARCH_LIMIT) -> 
         pattern = f"%{_escape_like(term)}%"
         query = query.where(or_(*(func.lower(f).like(pattern, escape="\\") for f in fields)))
     # Rank a bounded candidate set in Python: portable across SQLite and PostgreSQL.
-    candidates = session.exec(query.order_by(Asset.updated_at.desc()).limit(500)).all()
-    return sorted(candidates, key=lambda a: _rank(a, terms), reverse=True)[:limit]
+    candidates = {a.id: a for a in session.exec(query.order_by(Asset.updated_at.desc()).limit(500)).all()}
+    exact = session.exec(select(Asset).where(Asset.slug == "-".join(terms))).first()
+    if exact:
+        candidates[exact.id] = exact
+    return sorted(candidates.values(), key=lambda a: _rank(a, terms), reverse=True)[:limit]
 
 
 def list_owned(*, session: Session, owner_id: str, include_retired: bool = False) -> list[Asset]:
@@ -333,7 +346,7 @@ def _claim_slug(session: Session, slug: str, *, explicit: bool) -> str:
         raise InvalidInput(message, field_errors={field_name: message})
     taken = session.exec(select(Asset).where(Asset.slug == slug)).first()
     if taken:
-        message = (f"`{slug}` is already taken by a {taken.kind.label.lower()} owned by <@{taken.owner_id}>. "
+        message = (f"`{slug}` is already taken by another {taken.kind.label.lower()}. "
                    "Choose another slug, or edit that asset instead.")
         raise Conflict(message, field="slug")
     return slug

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from workflows.enums import DEPENDENCY_EDGES, AssetKind, EdgeType, RiskTier, highest_tier
+from workflows.enums import DEPENDENCY_EDGES, AssetKind, AssetStatus, EdgeType, RiskTier, highest_tier
 from workflows.models import Asset, Edge
 
 K = AssetKind
@@ -55,10 +55,15 @@ def edge_problem(source_kind: AssetKind, edge_type: EdgeType, target_kind: Asset
     """Why this edge makes no sense, or None when it is allowed."""
     sources, targets = EDGE_RULES[edge_type]
     if source_kind not in sources:
-        return f"A {source_kind.label.lower()} cannot be '{edge_type.label}' anything."
+        return f"{_a(source_kind).capitalize()} cannot be '{edge_type.label}' anything."
     if target_kind not in targets:
-        return f"A {source_kind.label.lower()} cannot be '{edge_type.label}' a {target_kind.label.lower()}."
+        return f"{_a(source_kind).capitalize()} cannot be '{edge_type.label}' {_a(target_kind)}."
     return None
+
+
+def _a(kind: AssetKind) -> str:
+    label = kind.label.lower()
+    return f"{'an' if label[0] in 'aeiou' else 'a'} {label}"
 
 
 def upstream_ids(*, session: Session, start: Iterable[int], types: Iterable[EdgeType] = DEPENDENCY_EDGES,
@@ -99,8 +104,10 @@ def refresh_effective_tiers(*, session: Session, asset_ids: Iterable[int]) -> di
     changed: dict[int, RiskTier | None] = {}
     for asset in session.exec(select(Asset).where(col(Asset.id).in_(list(asset_ids)))).all():
         systems = downstream_ids(session=session, start=[asset.id])
+        # A retired system no longer runs, so it no longer imposes its tier.
         tiers = session.exec(
-            select(Asset.risk_tier).where(col(Asset.id).in_(systems), Asset.kind == AssetKind.SYSTEM)
+            select(Asset.risk_tier).where(col(Asset.id).in_(systems), Asset.kind == AssetKind.SYSTEM,
+                                          Asset.status != AssetStatus.RETIRED)
         ).all()
         tier = highest_tier(tiers)
         if tier != asset.effective_tier:

@@ -87,8 +87,10 @@ class Policy(_Strict):
 
     @property
     def unclassified(self) -> TierPolicy:
-        """Rules for assets no classified system reaches: shortest review interval of any tier."""
-        shortest = min(self.tiers.values(), key=lambda p: p.review_interval_days)
+        """Rules for assets no classified system reaches: the shortest review interval of the tiers that
+        may be in use (a prohibited system must be switched off, so its cadence is no yardstick)."""
+        in_use = [p for t, p in self.tiers.items() if t != RiskTier.PROHIBITED]
+        shortest = min(in_use, key=lambda p: p.review_interval_days)
         base = self.tiers[RiskTier.MINIMAL]
         return base.model_copy(update={"review_interval_days": shortest.review_interval_days})
 
