@@ -1,0 +1,58 @@
+"""Listeners ack before they touch the database: with the database locked, Slack still gets its 200."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import pytest
+from slack_sdk import WebClient
+
+from bot.app import create_app
+from tests.bot.conftest import TOKEN, Harness
+from tests.factories import make_asset
+
+COMMANDS = ["asset churn-events", "search churn", "mine", "classify churn-events", "edit churn-events"]
+
+
+@contextmanager
+def database_locked(engine):
+    """Hold a lock that blocks every transaction Steward opens, until the block exits."""
+    conn = engine.raw_connection()
+    try:
+        cursor = conn.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute("BEGIN EXCLUSIVE")
+        else:
+            cursor.execute("BEGIN")
+            cursor.execute("LOCK TABLE asset IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def async_harness(harness) -> Harness:
+    """The same app as in production: listeners run in a thread, and Bolt answers as soon as they ack."""
+    client = WebClient(token=TOKEN, base_url=harness.fake.url)
+    app = create_app(harness.ctx, client=client, process_before_response=False)
+    return Harness(app=app, fake=harness.fake, ctx=harness.ctx, enqueued=harness.enqueued)
+
+
+@pytest.mark.parametrize("text", COMMANDS)
+def test_commands_ack_while_the_database_is_locked(async_harness, engine, bot_policy, now, text):
+    make_asset(engine, policy=bot_policy, now=now, name="Churn events", kind="system")
+    replied = threading.Event()
+    async_harness.fake.on("views.open", lambda args: (replied.set(), {"ok": True, "view": {"id": "V1"}})[1])
+    with database_locked(engine):
+        response = async_harness.command(text)
+        assert response.status == 200, "Slack got its ack although the database was locked"
+        assert async_harness.replies() == [] and not replied.is_set(), "nothing can answer before the lock goes"
+    # Once the database frees up, the listener finishes its work and answers.
+    deadline = threading.Event()
+    for _ in range(200):
+        if async_harness.replies() or replied.is_set():
+            break
+        deadline.wait(0.05)
+    assert async_harness.replies() or replied.is_set()

@@ -1,0 +1,85 @@
+"""Fixtures for the workers tests: the fake Slack API, a client for it, a settable clock, a context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from tests.fakeslack import DEFAULT_TOKEN, FakeSlack
+from workers.celery_app import WorkerContext
+from workflows.db import transaction
+from workflows.models import OutboxMessage
+from workflows.outbox import OutboxMethod, add_message
+from workflows.settings import Settings
+
+
+class Clock:
+    """A clock that only moves when a test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        """Move the clock forward and return the new reading."""
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def render(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in for bot.views.messages.render_outbox: the payload's text, in one section."""
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": payload["text"]}}
+    return {"text": payload["text"], "blocks": [section]}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSlack]:
+    """The fake Slack Web API, served for the test."""
+    with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def client(fake: FakeSlack) -> WebClient:
+    """A real WebClient pointed at the fake, retrying nothing itself (as in production)."""
+    return WebClient(base_url=fake.url, token=DEFAULT_TOKEN, retry_handlers=[])
+
+
+@pytest.fixture
+def clock(now: datetime) -> Clock:
+    """A clock starting at the fixed `now`."""
+    return Clock(now)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings for an embedded setup under a temporary STEWARD_HOME, ignoring any .env."""
+    return Settings(_env_file=None, steward_home=tmp_path / "home")
+
+
+@pytest.fixture
+def context(engine: Engine, client: WebClient, settings: Settings, clock: Clock) -> WorkerContext:
+    """A worker context on the test database, the fake Slack API and the test clock."""
+    return WorkerContext(engine=engine, client=client, settings=settings, now=clock, renderer=render)
+
+
+def add(engine: Engine, now: datetime, method: OutboxMethod | str = OutboxMethod.POST, *, text: str = "hello",
+        channel: str = "", user: str = "") -> int:
+    """Commit one outbox row and return its id."""
+    with transaction(engine) as session:
+        return add_message(session=session, method=method, payload={"text": text}, now=now,
+                           channel=channel, user=user).id
+
+
+def load(engine: Engine, message_id: int) -> OutboxMessage:
+    """The outbox row as stored now."""
+    with transaction(engine) as session:
+        return session.get(OutboxMessage, message_id)

@@ -1,0 +1,1 @@
+"""Celery tasks, the scheduler process and Slack delivery of the outbox."""

@@ -1,0 +1,189 @@
+"""The Celery app and the worker's context (DB engine, Slack client, settings, clock).
+
+Nothing is read at import time: `make_celery(settings)` builds an app from settings passed in,
+and `get_app()` (or the lazy module attribute `app`, which `celery -A workers.celery_app`
+finds) builds one from `Settings()` the first time it is asked for. Tasks reach the engine,
+the Slack client and the clock through the installed `WorkerContext`, so tests can swap in a
+test database, a client pointed at the fake Slack API and a fixed clock with `configure()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from workflows.db import make_engine
+from workflows.settings import Settings
+
+FILESYSTEM_BROKER = "filesystem://"
+# Longer than any task runs (a batch of Slack calls with short timeouts), so Redis never hands
+# a running task to a second worker; tasks never use ETAs, which this would also cap.
+REDIS_VISIBILITY_TIMEOUT_SECONDS = 3600
+SLACK_TIMEOUT_SECONDS = 15
+
+Renderer = Callable[[Session, dict[str, Any]], dict[str, Any]]
+
+
+def utc_now() -> datetime:
+    """The wall clock as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class WorkerContext:
+    """What tasks need from the outside world; `renderer` None means bot.views.messages.render_outbox."""
+
+    engine: Engine
+    client: WebClient
+    settings: Settings
+    now: Callable[[], datetime] = utc_now
+    renderer: Renderer | None = None
+
+
+_lock = threading.RLock()  # get_app() builds the app while holding it
+_context: WorkerContext | None = None
+_context_settings: Settings | None = None
+_app: Celery | None = None
+
+
+def make_celery(settings: Settings, *, context: WorkerContext | None = None) -> Celery:
+    """Build the Celery app for `settings` and register Steward's tasks on it."""
+    # Importing the tasks module registers its shared tasks on every app, this one included;
+    # it imports this module, so the import waits until it is needed.
+    import workers.tasks  # noqa: F401, PLC0415
+
+    app = Celery("steward", broker=settings.resolved_broker_url, set_as_current=True)
+    app.conf.update(_celery_config(settings))
+    # Default as well as current: the bot enqueues from its own threads, which would otherwise
+    # see Celery's fallback app (and its AMQP broker) instead of this one.
+    app.set_default()
+    _install(settings, context, app)
+    return app
+
+
+def get_app() -> Celery:
+    """The process-wide app: the last one `make_celery` built, else one from `Settings()` (for the CLI)."""
+    global _app
+    with _lock:
+        if _app is None:
+            _app = make_celery(Settings())
+        return _app
+
+
+def configure(context: WorkerContext) -> None:
+    """Install the context tasks use (tests pass an engine, a fake-Slack client and a clock)."""
+    global _context
+    with _lock:
+        _context = context
+
+
+def get_context() -> WorkerContext:
+    """The installed context, built from the app's settings on first use if none was installed."""
+    global _context
+    with _lock:
+        if _context is None:
+            if _context_settings is None:
+                raise RuntimeError("No worker context: call make_celery(settings) or configure(context).")
+            _context = build_context(_context_settings)
+        return _context
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    """A context for production: the configured database and Slack Web API."""
+    engine = make_engine(settings.resolved_database_url)
+    return WorkerContext(engine=engine, client=make_slack_client(settings), settings=settings)
+
+
+def make_slack_client(settings: Settings) -> WebClient:
+    """A WebClient that never retries or sleeps by itself: the outbox and the sweep do the retrying."""
+    token = settings.slack_bot_token.get_secret_value() or None
+    return WebClient(token=token, base_url=settings.slack_api_url, timeout=SLACK_TIMEOUT_SECONDS,
+                     retry_handlers=[])
+
+
+def __getattr__(name: str) -> Any:
+    # `celery -A workers.celery_app` looks up `app`; build it on that first access, not at import.
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _install(settings: Settings, context: WorkerContext | None, app: Celery) -> None:
+    # A new app means new settings: drop any older context so the next task builds one from them.
+    global _app, _context, _context_settings
+    with _lock:
+        _app, _context_settings, _context = app, settings, context
+
+
+@worker_process_init.connect
+def _forget_inherited_connections(**_: Any) -> None:
+    # A prefork child must not share its parent's pooled DB connections; it opens its own.
+    with _lock:
+        if _context is not None:
+            _context.engine.dispose(close=False)
+
+
+def _celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+    broker_url = settings.resolved_broker_url
+    if broker_url.startswith(FILESYSTEM_BROKER):
+        config["broker_transport_options"] = filesystem_transport_options(settings.broker_folder)
+    elif broker_url.startswith(("redis://", "rediss://")):
+        config["broker_transport_options"] = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
+    return config
+
+
+def filesystem_transport_options(folder: Path) -> dict[str, Any]:
+    """Kombu filesystem-transport options for a broker in `folder`, creating its folders."""
+    folder = folder.resolve()
+    processed, control = folder / "processed", folder / "control"
+    for path in (folder, processed, control):
+        path.mkdir(parents=True, exist_ok=True)
+    return {
+        # In and out are the same folder: producers and the worker meet there, across processes.
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        # Consuming a message moves its file; inside the broker folder that move is an atomic
+        # rename, so two workers can never both take one message (a move to /tmp may be a copy).
+        "store_processed": True,
+        "processed_folder": str(processed),
+        # Fanout bindings (worker remote control) would otherwise land in the current directory.
+        "control_folder": str(control),
+    }
+
+
+def prune_processed(folder: Path, *, older_than: datetime) -> int:
+    """Delete consumed messages of the file broker in `folder` older than `older_than`; returns how many."""
+    processed = folder / "processed"
+    if not processed.is_dir():
+        return 0
+    cutoff, removed = older_than.timestamp(), 0
+    for entry in processed.iterdir():
+        try:
+            if entry.is_file() and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # another worker pruned it first
+    return removed

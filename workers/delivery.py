@@ -1,0 +1,250 @@
+"""Slack delivery of outbox rows: claim a row, render it, send it once, and record Slack's answer.
+
+A row is claimed with a compare-and-set that pushes its `next_attempt_at` a few minutes ahead,
+committed before Slack is called, so two workers (or a task and the sweep) never send the same
+row twice, and no database lock is held across the HTTP call. If a worker dies mid-send, the
+claim lapses and the sweep finds the row due again. Failures are classified here, never retried
+in place: a transient error (429, 5xx, no connection) backs off, honouring Retry-After, and is
+retried for as long as it takes; a permanent one (a bad channel, a revoked token) backs off for
+an hour and gives up once the row has had MAX_ATTEMPTS attempts, keeping the error on the row.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import DBAPIError
+
+from workers.celery_app import Renderer, WorkerContext
+from workflows.db import DatabaseUnavailable, transaction
+from workflows.models import OutboxMessage
+from workflows.outbox import OutboxMethod, mark_failed, mark_sent
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 10
+# Longer than one send can take (the client's timeout is 15 s), so a claim only lapses when
+# its worker has died.
+CLAIM_TTL = timedelta(minutes=5)
+PERMANENT_BACKOFF = timedelta(hours=1)
+
+AUTH_ERRORS = frozenset({"invalid_auth", "account_inactive", "token_revoked", "token_expired", "not_authed"})
+TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+# Slack cannot show an ephemeral message here, so the user gets it as a DM instead.
+EPHEMERAL_FALLBACK_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived",
+                                       "user_not_in_channel"})
+
+
+class Outcome(StrEnum):
+    """What one `deliver` call did."""
+
+    SENT = "sent"
+    ALREADY_SENT = "already_sent"
+    NOT_DUE = "not_due"            # backing off, given up, or being sent by another worker
+    MISSING = "missing"
+    RETRYING = "retrying"          # a transient failure; retried after a backoff
+    RATE_LIMITED = "rate_limited"  # Slack said 429; retried after Retry-After
+    FAILED = "failed"              # a permanent error; retried slowly until MAX_ATTEMPTS
+    GAVE_UP = "gave_up"            # a permanent failure on the last of MAX_ATTEMPTS; no more retries
+
+
+class _Kind(StrEnum):
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    method: str
+    channel: str
+    user: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Sent:
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: _Kind
+    error: str
+    retry_after: float | None = None
+
+
+def default_renderer() -> Renderer:
+    """bot.views.messages.render_outbox, imported only when a message is rendered."""
+    from bot.views.messages import render_outbox  # noqa: PLC0415 - keep bot out of import time
+
+    return render_outbox
+
+
+def deliver(*, context: WorkerContext, message_id: int, renderer: Renderer | None = None) -> Outcome:
+    """Send outbox row `message_id` unless it is sent, not due, or being sent by someone else."""
+    # Resolve the renderer first: if it cannot be imported, no row should be claimed.
+    render = renderer or context.renderer or default_renderer()
+    claimed = _claim(context.engine, message_id, now=context.now())
+    if isinstance(claimed, Outcome):
+        return claimed
+    result = _attempt(context, claimed, render)
+    if isinstance(result, _Sent):
+        return _record_sent(context.engine, message_id, result, now=context.now())
+    return _record_failure(context.engine, message_id, result, now=context.now())
+
+
+def _claim(engine: Engine, message_id: int, *, now: datetime) -> _Claimed | Outcome:
+    with transaction(engine) as session:
+        won = session.exec(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.sent_at.is_(None),
+                   OutboxMessage.next_attempt_at <= now)
+            .values(next_attempt_at=now + CLAIM_TTL)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
+        row = session.get(OutboxMessage, message_id)
+        if row is None:
+            return Outcome.MISSING
+        if not won:
+            return Outcome.ALREADY_SENT if row.sent_at is not None else Outcome.NOT_DUE
+        return _Claimed(row.id, row.method, row.channel, row.user, dict(row.payload))
+
+
+def _attempt(context: WorkerContext, claimed: _Claimed, render: Renderer) -> _Sent | _Failure:
+    try:
+        method = OutboxMethod(claimed.method)
+    except ValueError:
+        return _Failure(_Kind.PERMANENT, f"unsupported_method: {claimed.method}")
+    content = _render(context.engine, claimed, render)
+    if isinstance(content, _Failure):
+        return content
+    try:
+        return _send(context.client, method, claimed, content)
+    except SlackApiError as exc:
+        return _classify_api_error(exc)
+    except (OSError, http.client.HTTPException) as exc:
+        # URLError, timeouts and dropped connections: Slack may be fine in a minute.
+        return _Failure(_Kind.TRANSIENT, f"connection_error: {type(exc).__name__}")
+
+
+def _render(engine: Engine, claimed: _Claimed, render: Renderer) -> dict[str, Any] | _Failure:
+    try:
+        with transaction(engine) as session:
+            content = render(session, claimed.payload)
+    except (DBAPIError, DatabaseUnavailable):
+        raise  # the database is at fault, not the message: the claim lapses and the sweep retries
+    except Exception as exc:  # noqa: BLE001 - one unrenderable row must not stop the others
+        logger.exception("Could not render outbox message %s", claimed.id)
+        return _Failure(_Kind.PERMANENT, f"render_error: {type(exc).__name__}")
+    return {key: value for key, value in content.items() if value is not None}
+
+
+def _send(client: WebClient, method: OutboxMethod, claimed: _Claimed, content: dict[str, Any]) -> _Sent:
+    if method is OutboxMethod.POST:
+        return _post(client, claimed.channel, content)
+    if method is OutboxMethod.DM:
+        return _post(client, _open_dm(client, claimed.user), content)
+    return _post_ephemeral(client, claimed, content)
+
+
+def _post(client: WebClient, channel: str, content: dict[str, Any]) -> _Sent:
+    response = client.chat_postMessage(channel=channel, **content)
+    return _Sent(channel=response.get("channel") or channel, ts=response["ts"])
+
+
+def _open_dm(client: WebClient, user: str) -> str:
+    return client.conversations_open(users=user)["channel"]["id"]
+
+
+def _post_ephemeral(client: WebClient, claimed: _Claimed, content: dict[str, Any]) -> _Sent:
+    if claimed.channel:
+        try:
+            response = client.chat_postEphemeral(channel=claimed.channel, user=claimed.user, **content)
+            return _Sent(channel=claimed.channel, ts=response.get("message_ts") or "")
+        except SlackApiError as exc:
+            if _error_code(exc) not in EPHEMERAL_FALLBACK_ERRORS:
+                raise
+            logger.info("Ephemeral outbox message %s fell back to a DM (%s)", claimed.id, _error_code(exc))
+    return _post(client, _open_dm(client, claimed.user), content)
+
+
+def _classify_api_error(exc: SlackApiError) -> _Failure:
+    status, code = exc.response.status_code, _error_code(exc)
+    if status == 429 or code == "ratelimited":
+        return _Failure(_Kind.RATE_LIMITED, "ratelimited", retry_after=_retry_after(exc))
+    if status >= 500:
+        return _Failure(_Kind.TRANSIENT, f"http_{status}")
+    if code in AUTH_ERRORS:
+        return _Failure(_Kind.AUTH, code)
+    if code in TRANSIENT_ERRORS:
+        return _Failure(_Kind.TRANSIENT, code)
+    return _Failure(_Kind.PERMANENT, code or f"http_{status}")
+
+
+def _error_code(exc: SlackApiError) -> str:
+    data = exc.response.data
+    return str(data.get("error") or "") if isinstance(data, dict) else ""
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    headers = exc.response.headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return max(float(value), 1.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _record_sent(engine: Engine, message_id: int, sent: _Sent, *, now: datetime) -> Outcome:
+    with transaction(engine) as session:
+        row = session.get(OutboxMessage, message_id)
+        if row is None:
+            return Outcome.MISSING
+        if row.sent_at is not None:
+            # Only possible if our claim lapsed mid-send and another worker sent it too.
+            logger.warning("Outbox message %s was sent twice (a claim lapsed)", message_id)
+            return Outcome.ALREADY_SENT
+        mark_sent(session=session, message=row, channel=sent.channel, ts=sent.ts, now=now)
+    return Outcome.SENT
+
+
+def _record_failure(engine: Engine, message_id: int, failure: _Failure, *, now: datetime) -> Outcome:
+    _log_failure(message_id, failure)
+    with transaction(engine) as session:
+        row = session.get(OutboxMessage, message_id)
+        if row is None or row.sent_at is not None:
+            return Outcome.MISSING if row is None else Outcome.ALREADY_SENT
+        if failure.kind in (_Kind.TRANSIENT, _Kind.RATE_LIMITED):
+            mark_failed(session=session, message=row, error=failure.error, now=now,
+                        retry_after=failure.retry_after)
+            return Outcome.RATE_LIMITED if failure.kind is _Kind.RATE_LIMITED else Outcome.RETRYING
+        mark_failed(session=session, message=row, error=failure.error, now=now,
+                    retry_after=PERMANENT_BACKOFF.total_seconds())
+        if row.attempts >= MAX_ATTEMPTS:
+            # Stop retrying, but keep the row and its error for whoever looks into it.
+            row.next_attempt_at = None
+            return Outcome.GAVE_UP
+    return Outcome.FAILED
+
+
+def _log_failure(message_id: int, failure: _Failure) -> None:
+    # Only the error name is logged: Slack's full answer and the client are never formatted in.
+    if failure.kind is _Kind.AUTH:
+        logger.error("Slack refused the bot token (%s) delivering outbox message %s; check SLACK_BOT_TOKEN",
+                     failure.error, message_id)
+    elif failure.kind is _Kind.PERMANENT:
+        logger.warning("Outbox message %s failed: %s", message_id, failure.error)
+    else:
+        logger.info("Outbox message %s will be retried: %s", message_id, failure.error)
