@@ -1,0 +1,39 @@
+"""A database that cannot be reached gets a clear answer in Slack, and the modal keeps its input."""
+
+import json
+
+import pytest
+from slack_sdk import WebClient
+
+from bot.app import create_app
+from bot.context import BotContext
+from bot.directory import Directory
+from tests.bot.conftest import SECRET, TOKEN, Harness, submission
+from workflows.db import make_engine
+from workflows.settings import Settings
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+@pytest.fixture
+def down(fake, bot_policy, now) -> Harness:
+    """The app wired to a database that refuses connections."""
+    settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=fake.url)
+    client = WebClient(token=TOKEN, base_url=fake.url)
+    ctx = BotContext(settings=settings, engine=make_engine(UNREACHABLE), policy=bot_policy,
+                     directory=Directory(client), enqueue_delivery=lambda ids: None, clock=lambda: now)
+    return Harness(app=create_app(ctx, client=client, process_before_response=True), fake=fake, ctx=ctx)
+
+
+def test_a_command_says_the_database_is_unreachable(down):
+    down.command("asset fraud-scorer")
+    reply = down.last_reply_text()
+    assert "The database cannot be reached" in reply and "Traceback" not in reply
+
+
+def test_a_submission_keeps_the_modal_open_with_the_reason(down):
+    down.command("register dataset")
+    view = down.opened_view()
+    body = json.loads(down.interact(submission(view, {"name": "Churn events"})).body)
+    assert body["response_action"] == "errors"
+    assert "The database cannot be reached" in body["errors"]["name"]
