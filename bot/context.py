@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from workflows.policy import Policy
 from workflows.settings import Settings
 
-from bot.directory import Directory
+from workers.directory import Directory
 
 
 def utc_now() -> datetime:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from bot.app import create_app, make_client
 from bot.context import BotContext
-from bot.directory import Directory
+from workers.directory import Directory
 from workers.celery_app import make_celery
 from workers.tasks import enqueue_delivery
 from workflows.db import make_engine
@@ -43,6 +43,8 @@ def policy_for(settings: Settings) -> Policy:
 
 def require_current_schema(engine: Engine) -> None:
     """Refuse to run against a database that `steward db upgrade` has not brought up to date."""
+    # Alembic announces its context at INFO; that line would precede our one-line error.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     current, head = current_revision(engine), head_revision()
     if current != head:
         raise SetupError(f"the database schema is at {current or 'nothing'}, not {head}: "

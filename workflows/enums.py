@@ -127,3 +127,29 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     STAGING = "staging"
     PRODUCTION = "production"
+
+
+class AccessLevel(StrEnum):
+    """How much of an asset a grant allows, weakest first."""
+
+    READ = "read"
+    USE = "use"
+    ADMIN = "admin"
+
+
+class RequestStatus(StrEnum):
+    """Where an access request is in its life (transitions in workflows/access.py)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class GrantStatus(StrEnum):
+    """Where a grant is in its life (transitions in workflows/access.py)."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"

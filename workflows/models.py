@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from workflows.enums import AssetKind, AssetStatus, EdgeType, RiskTier, Sensitivity
+from workflows.enums import (
+    AccessLevel, AssetKind, AssetStatus, EdgeType, GrantStatus, RequestStatus, RiskTier, Sensitivity,
+)
 from workflows.types import StrEnumType, UtcDateTime
 
 
@@ -117,6 +119,10 @@ class OutboxMessage(SQLModel, table=True):
     sent_channel: str = Field(default="", max_length=32)
     sent_ts: str = Field(default="", max_length=32)
     last_error: str = Field(default="", max_length=500)
+    # What the message is about ("request:42"), so a change can find and redraw its messages.
+    topic: str = Field(default="", max_length=64, index=True)
+    # For method "update": the earlier row whose Slack message is redrawn with chat.update.
+    updates_id: int | None = None
 
 
 class LeaderLock(SQLModel, table=True):
@@ -125,3 +131,79 @@ class LeaderLock(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     holder: str = Field(max_length=128)
     expires_at: datetime = _utc_column(nullable=False)
+
+
+class AccessRequest(SQLModel, table=True):
+    """Someone asking for access to an asset; the deadline columns drive reminders and expiry."""
+
+    __tablename__ = "access_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    requester_id: str = Field(max_length=32, index=True)
+    level: AccessLevel = _enum_field(AccessLevel)
+    duration_hours: int
+    justification: str = Field(max_length=1000)
+    emergency: bool = False
+    status: RequestStatus = _enum_field(RequestStatus, RequestStatus.PENDING, index=True)
+    # The grant this request would extend, when it is a renewal.
+    renews_grant_id: int | None = Field(default=None, index=True)
+    created_at: datetime = _utc_column(nullable=False)
+    resolved_at: datetime | None = _utc_column(nullable=True)
+    resolved_by: str = Field(default="", max_length=32)
+    resolution_note: str = Field(default="", max_length=1000)
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = _utc_column(nullable=True, index=True)
+    escalate_at: datetime | None = _utc_column(nullable=True, index=True)
+    expires_at: datetime | None = _utc_column(nullable=True, index=True)
+
+
+class ApprovalStep(SQLModel, table=True):
+    """One ordered step of a request's approval, satisfied by one eligible approver."""
+
+    __tablename__ = "approval_step"
+    __table_args__ = (UniqueConstraint("request_id", "position", name="uq_step_position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="access_request.id", index=True, ondelete="CASCADE")
+    position: int
+    group: str = Field(max_length=64)
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Why the step was routed elsewhere (no eligible approver left, or escalation), if it was.
+    rerouted: str = Field(default="", max_length=300)
+    approved_by: str = Field(default="", max_length=32)
+    approved_at: datetime | None = _utc_column(nullable=True)
+
+
+class Decision(SQLModel, table=True):
+    """One approver's decision on one request: the unique key makes a second click a no-op."""
+
+    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_decision_approver"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="access_request.id", index=True, ondelete="CASCADE")
+    step_id: int | None = Field(default=None, foreign_key="approval_step.id")
+    approver_id: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)
+    reason: str = Field(default="", max_length=1000)
+    decided_at: datetime = _utc_column(nullable=False)
+
+
+class Grant(SQLModel, table=True):
+    """Access a person holds to an asset until it expires or is revoked."""
+
+    __tablename__ = "access_grant"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="access_request.id", unique=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    grantee_id: str = Field(max_length=32, index=True)
+    level: AccessLevel = _enum_field(AccessLevel)
+    emergency: bool = False
+    status: GrantStatus = _enum_field(GrantStatus, GrantStatus.ACTIVE, index=True)
+    granted_at: datetime = _utc_column(nullable=False)
+    expires_at: datetime = _utc_column(nullable=False, index=True)
+    warned_at: datetime | None = _utc_column(nullable=True)
+    ended_at: datetime | None = _utc_column(nullable=True)
+    ended_by: str = Field(default="", max_length=32)
+    end_reason: str = Field(default="", max_length=1000)

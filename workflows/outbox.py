@@ -20,15 +20,17 @@ class OutboxMethod(StrEnum):
     POST = "post"            # chat.postMessage to `channel`
     DM = "dm"                # chat.postMessage to the DM with `user`
     EPHEMERAL = "ephemeral"  # chat.postEphemeral to `user` in `channel`, falling back to a DM
+    UPDATE = "update"        # chat.update of the message row `updates_id` was sent as, redrawn from state
 
 
 def add_message(
     *, session: Session, method: OutboxMethod, payload: dict[str, Any], now: datetime,
-    channel: str = "", user: str = "",
+    channel: str = "", user: str = "", topic: str = "", updates_id: int | None = None,
 ) -> OutboxMessage:
     """Queue a message in the caller's transaction; it is sent after commit."""
     row = OutboxMessage(
-        created_at=now, method=method, channel=channel, user=user, payload=payload, next_attempt_at=now
+        created_at=now, method=method, channel=channel, user=user, payload=payload, next_attempt_at=now,
+        topic=topic, updates_id=updates_id,
     )
     session.add(row)
     session.flush()

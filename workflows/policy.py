@@ -39,6 +39,43 @@ class TierPolicy(_Strict):
         return timedelta(days=self.review_interval_days)
 
 
+class ApprovalTimings(_Strict):
+    """When undecided requests are chased, escalated and given up on."""
+
+    remind_after_hours: list[int] = Field(default_factory=lambda: [4, 24])
+    escalate_after_hours: int = Field(default=48, gt=0)
+    expire_after_days: int = Field(default=7, gt=0)
+
+    @model_validator(mode="after")
+    def _in_order(self) -> ApprovalTimings:
+        if sorted(self.remind_after_hours) != self.remind_after_hours or any(h <= 0 for h in self.remind_after_hours):
+            raise ValueError("approvals.remind_after_hours: list positive hours in increasing order")
+        if self.escalate_after_hours >= self.expire_after_days * 24:
+            raise ValueError("approvals.escalate_after_hours: must come before the request expires")
+        return self
+
+
+class GrantSettings(_Strict):
+    """How long grants last and when their holders are warned."""
+
+    duration_choices_days: list[int] = Field(default_factory=lambda: [1, 7, 30, 90, 180, 365])
+    warn_before_hours: int = Field(default=24, gt=0)
+
+
+class EmergencySettings(_Strict):
+    """Break-glass access."""
+
+    max_hours: int = Field(default=4, gt=0, le=72)
+
+
+class Channels(_Strict):
+    """Slack channel ids Steward posts to; empty means "nowhere"."""
+
+    security: str = ""
+    governance: str = ""
+    audit: str = ""
+
+
 class Policy(_Strict):
     """The whole policy, validated."""
 
@@ -48,6 +85,10 @@ class Policy(_Strict):
     governance_group: str | None = None
     fallback_group: str | None = None
     tiers: dict[RiskTier, TierPolicy]
+    approvals: ApprovalTimings = Field(default_factory=ApprovalTimings)
+    grants: GrantSettings = Field(default_factory=GrantSettings)
+    emergency: EmergencySettings = Field(default_factory=EmergencySettings)
+    channels: Channels = Field(default_factory=Channels)
 
     @field_validator("groups")
     @classmethod
@@ -97,6 +138,13 @@ class Policy(_Strict):
     def required_docs(self, tier: RiskTier | None, kind: AssetKind) -> list[DocType]:
         """Documentation types the policy requires for an asset of `kind` at `tier`."""
         return list(self.tier(tier).required_docs.get(kind, []))
+
+    def duration_choices(self, tier: RiskTier | None) -> list[int]:
+        """Grant lengths in days that a request may choose at this tier (none when access is refused)."""
+        rules = self.tier(tier)
+        if rules.access == "refused":
+            return []
+        return [d for d in self.grants.duration_choices_days if d <= rules.max_grant_days]
 
     def admins(self) -> list[str]:
         """Members of the admin group (user ids and user-group references)."""

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 
 from bot.app import create_app
 from bot.context import BotContext
-from bot.directory import Directory
+from workers.directory import Directory
 from tests import signing
 from tests.factories import ADMIN, OTHER, OWNER
 from tests.fakeslack import FakeSlack

@@ -7,7 +7,7 @@ from slack_sdk import WebClient
 
 from bot.app import create_app
 from bot.context import BotContext
-from bot.directory import Directory
+from workers.directory import Directory
 from tests.bot.conftest import SECRET, TOKEN, Harness, submission
 from workflows.db import make_engine
 from workflows.settings import Settings

@@ -32,7 +32,8 @@ from workflows.schema import (
     upgrade_database,
 )
 
-MODEL_TABLES = {"asset", "edge", "classification", "decision_log", "outboxmessage", "leaderlock"}
+MODEL_TABLES = {"asset", "edge", "classification", "decision_log", "outboxmessage", "leaderlock",
+                "access_request", "approval_step", "decision", "access_grant"}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 INSERT_ENTRY = text(
     "INSERT INTO decision_log (seq, at, actor, action, subject_type, subject_slug, prev_hash, hash) "

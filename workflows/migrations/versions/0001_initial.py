@@ -122,9 +122,12 @@ def upgrade() -> None:
         sa.Column("sent_channel", sa.String(length=32), nullable=False),
         sa.Column("sent_ts", sa.String(length=32), nullable=False),
         sa.Column("last_error", sa.String(length=500), nullable=False),
+        sa.Column("topic", sa.String(length=64), nullable=False),
+        sa.Column("updates_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_outboxmessage_next_attempt_at", "outboxmessage", ["next_attempt_at"], unique=False)
+    op.create_index("ix_outboxmessage_topic", "outboxmessage", ["topic"], unique=False)
 
     op.create_table(
         "classification",
@@ -175,6 +178,7 @@ def downgrade() -> None:
     op.drop_table("edge")
     op.drop_index("ix_classification_asset_id", table_name="classification")
     op.drop_table("classification")
+    op.drop_index("ix_outboxmessage_topic", table_name="outboxmessage")
     op.drop_index("ix_outboxmessage_next_attempt_at", table_name="outboxmessage")
     op.drop_table("outboxmessage")
     op.drop_table("leaderlock")

@@ -64,6 +64,10 @@ class Directory:
             return "This account is deactivated. Choose someone who still works here."
         return None
 
+    def members_of(self, policy: Policy, group: str) -> frozenset[str]:
+        """Everyone in a policy group, with Slack user groups expanded to their members."""
+        return frozenset(self._expand(tuple(policy.groups.get(group, []))))
+
     def groups_of(self, user_id: str, policy: Policy) -> frozenset[str]:
         """Names of the policy groups this user belongs to, directly or through a Slack user group."""
         return frozenset(name for name, members in policy.groups.items()
