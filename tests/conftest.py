@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -29,9 +30,8 @@ def service_missing(what: str, reason: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test run, dropped afterwards."""
+def _admin_engine() -> Engine:
+    """An autocommit connection to the server's maintenance database, or a loud skip (a failure in CI)."""
     admin_url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
@@ -39,15 +39,36 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure to connect means "no PostgreSQL here"
         service_missing("PostgreSQL", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-    name = f"steward_test_{uuid.uuid4().hex[:10]}"
+    return admin
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its URL, and drop it afterwards."""
+    admin = _admin_engine()
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test run (shared by the service tests), dropped afterwards."""
+    with throwaway_database("steward_test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database of the test's own (for migrations and whole-process tests)."""
+    with throwaway_database("steward_fresh") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

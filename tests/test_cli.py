@@ -9,15 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from steward.cli import main
 from workflows.db import make_engine
@@ -48,21 +45,6 @@ def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{(tmp_path / 'cli.db').as_posix()}"
     monkeypatch.setenv("DATABASE_URL", url)
     return url
-
-
-@pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL database of its own, empty, dropped afterwards (the session one may be migrated)."""
-    admin = create_engine(make_url(postgres_url), isolation_level="AUTOCOMMIT")
-    name = f"steward_cli_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def steward(*args: str) -> Result:

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests import signing
-from tests.conftest import POSTGRES_URL, service_missing
 from tests.factories import ADMIN, OTHER, OWNER
 from tests.fakeslack import FakeSlack
 
@@ -48,29 +44,9 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 20.0, what: st
 
 
 @pytest.fixture
-def e2e_database() -> Iterator[str]:
-    """A PostgreSQL database of its own, dropped afterwards."""
-    admin_url = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        service_missing("PostgreSQL", f"{type(exc).__name__}")
-    name = f"steward_e2e_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
 def e2e_broker(redis_url: str) -> str:
     """A Redis database for this test's queue, emptied first so no stale task runs."""
-    url = str(make_url(redis_url).set(database=str(E2E_REDIS_DB))) if False else \
-        redis_url.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}"
+    url = redis_url.rsplit("/", 1)[0] + f"/{E2E_REDIS_DB}"
     redis.Redis.from_url(url).flushdb()
     return url
 
@@ -99,13 +75,13 @@ class Stack:
 
 
 @pytest.fixture
-def stack(e2e_database: str, e2e_broker: str, tmp_path: Path) -> Iterator[Stack]:
+def stack(fresh_postgres_url: str, e2e_broker: str, tmp_path: Path) -> Iterator[Stack]:
     """Migrate, then start the bot and a worker as real processes; stop both afterwards."""
     fake = FakeSlack().start()
     for user_id, name in ((OWNER, "olive"), (OTHER, "oscar"), (ADMIN, "ada")):
         fake.add_user(user_id, name=name)
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": e2e_database, "BROKER_URL": e2e_broker, "SLACK_API_URL": fake.url,
+    env = {**os.environ, "DATABASE_URL": fresh_postgres_url, "BROKER_URL": e2e_broker, "SLACK_API_URL": fake.url,
            "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "",
            "STEWARD_HOME": str(tmp_path / "home"), "LOG_LEVEL": "WARNING"}
     steward = [sys.executable, "-m", "steward"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import io
 import tomllib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
@@ -50,21 +48,11 @@ def fresh_sqlite(tmp_path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def fresh_postgres(postgres_url: str) -> Iterator[Engine]:
+def fresh_postgres(fresh_postgres_url: str) -> Iterator[Engine]:
     """An empty PostgreSQL database of its own, so the shared session database stays at head."""
-    url = make_url(postgres_url)
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"steward_mig_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    engine = make_engine(fresh_postgres_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
