@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import Engine
 
@@ -13,15 +15,35 @@ from workflows.settings import Settings
 
 from workers.directory import Directory
 
+log = logging.getLogger("steward.bot")
+
 
 def utc_now() -> datetime:
     """The current time, aware and in UTC (the only clock the bot reads)."""
     return datetime.now(UTC)
 
 
+class EnqueueDecision(Protocol):
+    """Hand one approve/deny click to a worker (ids and the reason only); False if it could not be queued."""
+
+    def __call__(self, request_id: int, approver_id: str, outcome: str, reason: str, channel: str) -> bool: ...
+
+
+def members_from(directory: Directory, policy: Policy) -> Callable[[str], frozenset[str]]:
+    """The policy's group membership as the access workflow asks for it: group name in, user ids out."""
+    def members_of(group: str) -> frozenset[str]:
+        return directory.members_of(policy, group)
+    return members_of
+
+
+def _no_decisions(request_id: int, approver_id: str, outcome: str, reason: str, channel: str) -> bool:
+    log.error("no decision queue is wired; request %s was not decided", request_id)
+    return False
+
+
 @dataclass
 class BotContext:
-    """The engine, policy, Slack directory, delivery hook and clock the listeners use."""
+    """The engine, policy, Slack directory, delivery and decision hooks, and clock the listeners use."""
 
     settings: Settings
     engine: Engine
@@ -29,3 +51,12 @@ class BotContext:
     directory: Directory
     enqueue_delivery: Callable[[list[int]], None]
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Who is in a policy group (the access workflow routes approvals with it); None means the
+    # directory's answer for this policy.
+    members_of: Callable[[str], frozenset[str]] | None = None
+    # Approve and Deny clicks are decided by a worker; the listener only queues them.
+    enqueue_decision: EnqueueDecision = field(default=_no_decisions)
+
+    def __post_init__(self) -> None:
+        if self.members_of is None:
+            self.members_of = members_from(self.directory, self.policy)

@@ -9,7 +9,7 @@ from workflows.details import DETAILS_BY_KIND
 from workflows.enums import AssetKind
 from workflows.lineage import FORM_EDGES
 
-from bot.ids import DETAIL_PREFIX, Block, RiskBlock, detail_block, edge_block
+from bot.ids import DETAIL_PREFIX, AccessBlock, Block, RiskBlock, detail_block, edge_block
 from bot.views.classify import EXEMPTION, YES
 
 _COMMON_TEXT = (Block.NAME, Block.SLUG, Block.DESCRIPTION, Block.TEAM, Block.LOCATION, Block.VERSION,
@@ -87,6 +87,16 @@ def risk_answers_from_view(view: dict[str, Any]) -> dict[str, Any]:
         RiskBlock.EXEMPTION_RATIONALE.value: values.get(RiskBlock.EXEMPTION_RATIONALE) or "",
         RiskBlock.TRANSPARENCY.value: values.get(RiskBlock.TRANSPARENCY) or [],
         RiskBlock.NOTES.value: values.get(RiskBlock.NOTES) or "",
+    }
+
+
+def request_input_from_view(view: dict[str, Any]) -> dict[str, Any]:
+    """Raw request fields from the request modal, ready for `RequestInput.model_validate`."""
+    values = state_values(view)
+    return {
+        AccessBlock.LEVEL.value: values.get(AccessBlock.LEVEL) or "",
+        AccessBlock.DURATION.value: values.get(AccessBlock.DURATION) or "",
+        AccessBlock.JUSTIFICATION.value: values.get(AccessBlock.JUSTIFICATION) or "",
     }
 
 

@@ -17,6 +17,8 @@ class Command(StrEnum):
     CLASSIFY = "classify"
     MINE = "mine"
     EDIT = "edit"
+    REQUEST = "request"
+    ACCESS = "access"
 
 
 class Callback(StrEnum):
@@ -25,6 +27,9 @@ class Callback(StrEnum):
     REGISTER = "asset_register"
     EDIT = "asset_edit"
     CLASSIFY = "asset_classify"
+    REQUEST_ACCESS = "access_request"
+    DENY = "access_deny"
+    REVOKE = "access_revoke"
 
 
 class Action(StrEnum):
@@ -36,6 +41,13 @@ class Action(StrEnum):
     CLASSIFY_ASSET = "asset_classify_open"
     RETIRE_ASSET = "asset_retire"
     REGISTER_OPEN = "asset_register_open"
+    REQUEST_OPEN = "access_request_open"    # value: asset id
+    APPROVE = "access_approve"              # value: request id
+    DENY_OPEN = "access_deny_open"          # value: request id
+    CANCEL_REQUEST = "access_cancel"        # value: request id
+    RELEASE_GRANT = "access_release"        # value: grant id
+    EXTEND_GRANT = "access_extend"          # value: grant id
+    REVOKE_OPEN = "access_revoke_open"      # value: grant id
     VALUE = "value"  # the single element inside each input block
 
 
@@ -66,6 +78,15 @@ class RiskBlock(StrEnum):
     EXEMPTION_RATIONALE = "art_6_3_rationale"
     TRANSPARENCY = "transparency_duties"
     NOTES = "notes"
+
+
+class AccessBlock(StrEnum):
+    """Input block ids of the access modals; equal to RequestInput's field names, so errors map back."""
+
+    LEVEL = "level"
+    DURATION = "duration_hours"
+    JUSTIFICATION = "justification"
+    REASON = "reason"
 
 
 DETAIL_PREFIX = "details."

@@ -101,26 +101,44 @@ def scheduler(interval: int) -> None:
 @friendly_errors
 def sweep(dry_run: bool) -> None:
     """Run one sweep now (for cron or a Kubernetes CronJob instead of `steward scheduler`)."""
-    from steward import runtime
-    from workers.celery_app import make_celery, utc_now
-    from workers.tasks import deliver_outbox, sweep_outbox
-    from workflows.db import transaction
-    from workflows.outbox import due_message_ids
+    from kombu.exceptions import OperationalError as BrokerUnavailable
 
+    from steward import runtime
+    from workers.celery_app import build_context, make_celery
+    from workers.tasks import OUTBOX, DueKind, deliver_outbox, enqueue_due, prune_broker_files, sweep_once
+
+    labels = {
+        OUTBOX: "outbox message(s)",
+        DueKind.REMINDER: "approval reminder(s)",
+        DueKind.ESCALATION: "escalation(s)",
+        DueKind.REQUEST_EXPIRY: "request expiry(ies)",
+        DueKind.GRANT_WARNING: "grant expiry warning(s)",
+        DueKind.GRANT_EXPIRY: "grant expiry(ies)",
+    }
     settings = _settings()
     runtime.configure_logging(settings)
     engine = runtime.engine_for(settings)
     runtime.require_current_schema(engine)
+    context = build_context(settings, engine=engine)
     if dry_run:
-        with transaction(engine) as session:
-            due = due_message_ids(session=session, now=utc_now())
-        click.echo(f"{len(due)} outbox message(s) due for delivery" + (f": {due}" if due else ""))
+        # The real sweep's own queries, with enqueuers that drop everything: what it prints is
+        # exactly what a sweep would enqueue now, and nothing is sent, claimed or changed.
+        counts = sweep_once(context=context, enqueue_due=lambda kind, item_id: None,
+                            enqueue_delivery=lambda ids: None)
+        for kind, count in counts.items():
+            click.echo(f"{count} {labels[kind]} due")
         return
-    make_celery(settings)
-    from workers.celery_app import get_context
-
-    count = sweep_outbox(context=get_context(), enqueue=deliver_outbox.delay)
-    click.echo(f"enqueued {count} outbox message(s)")
+    make_celery(settings, context=context)
+    try:
+        counts = sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay)
+    except (BrokerUnavailable, OSError) as exc:
+        # Nothing is lost: everything due stays due in the database for the next sweep.
+        raise click.ClickException(f"cannot reach the broker ({type(exc).__name__}); "
+                                   "nothing was lost, run the sweep again") from None
+    # Without `steward scheduler`, no sweep task runs on a worker, so its housekeeping happens here.
+    prune_broker_files(context)
+    for kind, count in counts.items():
+        click.echo(f"enqueued {count} {labels[kind]}")
 
 
 @main.command()

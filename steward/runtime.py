@@ -10,10 +10,10 @@ from slack_bolt import App
 from sqlalchemy import Engine
 
 from bot.app import create_app, make_client
-from bot.context import BotContext
+from bot.context import BotContext, members_from
 from workers.directory import Directory
 from workers.celery_app import make_celery
-from workers.tasks import enqueue_delivery
+from workers.tasks import enqueue_decision, enqueue_delivery
 from workflows.db import make_engine
 from workflows.errors import DomainError
 from workflows.policy import Policy, load_policy
@@ -62,11 +62,13 @@ def require_slack_credentials(settings: Settings) -> None:
 
 
 def build_bot(settings: Settings, engine: Engine) -> App:
-    """The Bolt app with its context, enqueuing deliveries on the configured broker."""
+    """The Bolt app with its context, enqueuing deliveries and decisions on the configured broker."""
     make_celery(settings)
     client = make_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
-    ctx = BotContext(settings=settings, engine=engine, policy=policy_for(settings), directory=Directory(client),
-                     enqueue_delivery=enqueue_delivery)
+    policy, directory = policy_for(settings), Directory(client)
+    ctx = BotContext(settings=settings, engine=engine, policy=policy, directory=directory,
+                     enqueue_delivery=enqueue_delivery, members_of=members_from(directory, policy),
+                     enqueue_decision=enqueue_decision)
     return create_app(ctx, client=client)
 
 

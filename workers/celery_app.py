@@ -1,10 +1,11 @@
-"""The Celery app and the worker's context (DB engine, Slack client, settings, clock).
+"""The Celery app and the worker's context (DB engine, Slack client, settings, policy, clock).
 
 Nothing is read at import time: `make_celery(settings)` builds an app from settings passed in,
 and `get_app()` (or the lazy module attribute `app`, which `celery -A workers.celery_app`
 finds) builds one from `Settings()` the first time it is asked for. Tasks reach the engine,
-the Slack client and the clock through the installed `WorkerContext`, so tests can swap in a
-test database, a client pointed at the fake Slack API and a fixed clock with `configure()`.
+the Slack client, the policy and the clock through the installed `WorkerContext`, so tests can
+swap in a test database, a client pointed at the fake Slack API, a policy and a fixed clock with
+`configure()`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from workflows.db import make_engine
+from workflows.policy import Policy, load_policy
 from workflows.settings import Settings
 
 FILESYSTEM_BROKER = "filesystem://"
@@ -48,6 +50,14 @@ class WorkerContext:
     settings: Settings
     now: Callable[[], datetime] = utc_now
     renderer: Renderer | None = None
+    # None: loaded from settings.steward_policy the first time a task asks (see get_policy).
+    policy: Policy | None = None
+
+    def get_policy(self) -> Policy:
+        """The policy that routes and times the work, loaded from the settings if none was given."""
+        if self.policy is None:
+            self.policy = load_policy(self.settings.steward_policy)
+        return self.policy
 
 
 _lock = threading.RLock()  # get_app() builds the app while holding it
@@ -98,10 +108,11 @@ def get_context() -> WorkerContext:
         return _context
 
 
-def build_context(settings: Settings) -> WorkerContext:
-    """A context for production: the configured database and Slack Web API."""
-    engine = make_engine(settings.resolved_database_url)
-    return WorkerContext(engine=engine, client=make_slack_client(settings), settings=settings)
+def build_context(settings: Settings, *, engine: Engine | None = None) -> WorkerContext:
+    """A context for production: the configured database (or `engine`), Slack Web API and policy."""
+    return WorkerContext(engine=engine or make_engine(settings.resolved_database_url),
+                         client=make_slack_client(settings), settings=settings,
+                         policy=load_policy(settings.steward_policy))
 
 
 def make_slack_client(settings: Settings) -> WebClient:

@@ -7,6 +7,12 @@ claim lapses and the sweep finds the row due again. Failures are classified here
 in place: a transient error (429, 5xx, no connection) backs off, honouring Retry-After, and is
 retried for as long as it takes; a permanent one (a bad channel, a revoked token) backs off for
 an hour and gives up once the row has had MAX_ATTEMPTS attempts, keeping the error on the row.
+
+An "update" row redraws the Slack message an earlier row was sent as, with chat.update at that
+row's stored channel and ts, rendering the earlier row's payload: renderers draw from current
+state, so any update shows the latest. It waits while the original is unsent, gives up with it,
+and, once sent, marks the other due updates of the same message sent too (they would redraw
+the same state again).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, col, select
 
 from workers.celery_app import Renderer, WorkerContext
 from workflows.db import DatabaseUnavailable, transaction
@@ -35,6 +42,10 @@ MAX_ATTEMPTS = 10
 # its worker has died.
 CLAIM_TTL = timedelta(minutes=5)
 PERMANENT_BACKOFF = timedelta(hours=1)
+# How long an update waits for its original to be sent before looking again (at the least).
+UPDATE_WAIT = timedelta(seconds=30)
+# Messages an update can redraw: an ephemeral has no ts, and an update row holds no message of its own.
+UPDATABLE = frozenset({OutboxMethod.POST, OutboxMethod.DM})
 
 AUTH_ERRORS = frozenset({"invalid_auth", "account_inactive", "token_revoked", "token_expired", "not_authed"})
 TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
@@ -53,7 +64,8 @@ class Outcome(StrEnum):
     RETRYING = "retrying"          # a transient failure; retried after a backoff
     RATE_LIMITED = "rate_limited"  # Slack said 429; retried after Retry-After
     FAILED = "failed"              # a permanent error; retried slowly until MAX_ATTEMPTS
-    GAVE_UP = "gave_up"            # a permanent failure on the last of MAX_ATTEMPTS; no more retries
+    GAVE_UP = "gave_up"            # no more retries: MAX_ATTEMPTS permanent failures, or a hopeless update
+    WAITING = "waiting"            # an update whose original is not sent yet; looked at again shortly
 
 
 class _Kind(StrEnum):
@@ -61,6 +73,7 @@ class _Kind(StrEnum):
     RATE_LIMITED = "rate_limited"
     AUTH = "auth"
     PERMANENT = "permanent"
+    HOPELESS = "hopeless"  # can never succeed however often it is tried: give up at once
 
 
 @dataclass(frozen=True)
@@ -70,12 +83,32 @@ class _Claimed:
     channel: str
     user: str
     payload: dict[str, Any]
+    updates_id: int | None
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The Slack message an update redraws, the payload it is drawn from, and updates it makes redundant."""
+
+    channel: str
+    ts: str
+    payload: dict[str, Any]
+    supersedes: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class _Sent:
     channel: str
     ts: str
+    supersedes: tuple[int, ...] = ()
+    as_of: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Wait:
+    until: datetime
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,8 @@ def deliver(*, context: WorkerContext, message_id: int, renderer: Renderer | Non
     result = _attempt(context, claimed, render)
     if isinstance(result, _Sent):
         return _record_sent(context.engine, message_id, result, now=context.now())
+    if isinstance(result, _Wait):
+        return _record_wait(context.engine, message_id, result)
     return _record_failure(context.engine, message_id, result, now=context.now())
 
 
@@ -119,18 +154,27 @@ def _claim(engine: Engine, message_id: int, *, now: datetime) -> _Claimed | Outc
             return Outcome.MISSING
         if not won:
             return Outcome.ALREADY_SENT if row.sent_at is not None else Outcome.NOT_DUE
-        return _Claimed(row.id, row.method, row.channel, row.user, dict(row.payload))
+        return _Claimed(row.id, row.method, row.channel, row.user, dict(row.payload), row.updates_id, now)
 
 
-def _attempt(context: WorkerContext, claimed: _Claimed, render: Renderer) -> _Sent | _Failure:
+def _attempt(context: WorkerContext, claimed: _Claimed, render: Renderer) -> _Sent | _Failure | _Wait:
     try:
         method = OutboxMethod(claimed.method)
     except ValueError:
         return _Failure(_Kind.PERMANENT, f"unsupported_method: {claimed.method}")
-    content = _render(context.engine, claimed, render)
+    target = None
+    payload = claimed.payload
+    if method is OutboxMethod.UPDATE:
+        target = _update_target(context.engine, claimed)
+        if not isinstance(target, _Target):
+            return target
+        payload = target.payload  # the original's: the redraw shows what it shows, as things stand now
+    content = _render(context.engine, claimed, payload, render)
     if isinstance(content, _Failure):
         return content
     try:
+        if target is not None:
+            return _update(context.client, target, content, as_of=claimed.claimed_at)
         return _send(context.client, method, claimed, content)
     except SlackApiError as exc:
         return _classify_api_error(exc)
@@ -139,10 +183,40 @@ def _attempt(context: WorkerContext, claimed: _Claimed, render: Renderer) -> _Se
         return _Failure(_Kind.TRANSIENT, f"connection_error: {type(exc).__name__}")
 
 
-def _render(engine: Engine, claimed: _Claimed, render: Renderer) -> dict[str, Any] | _Failure:
+def _update_target(engine: Engine, claimed: _Claimed) -> _Target | _Wait | _Failure:
+    if claimed.updates_id is None:
+        return _Failure(_Kind.HOPELESS, "update_without_target")
+    with transaction(engine) as session:
+        original = session.get(OutboxMessage, claimed.updates_id)
+        if original is None:
+            return _Failure(_Kind.HOPELESS, f"update_target_missing: {claimed.updates_id}")
+        if original.method not in UPDATABLE:
+            return _Failure(_Kind.HOPELESS, f"update_target_not_updatable: {original.method} {original.id}")
+        if original.sent_at is None:
+            if original.next_attempt_at is None:
+                return _Failure(_Kind.HOPELESS, f"update_target_gave_up: {original.id}")
+            # No sooner than the original's own next attempt: the update cannot succeed before it.
+            # (An original being sent right now shows its claim's expiry: minutes at most.)
+            until = max(claimed.claimed_at + UPDATE_WAIT, original.next_attempt_at)
+            return _Wait(until=until, reason=f"waiting_for_original: {original.id}")
+        if not (original.sent_channel and original.sent_ts):
+            return _Failure(_Kind.HOPELESS, f"update_target_has_no_ts: {original.id}")
+        # Other updates of this message that were committed, and due, before our claim: their changes
+        # are committed, so the render below (a later transaction) draws them too. Claimed or
+        # backing-off rows are left alone, so no other worker's send is marked behind its back.
+        # The next_attempt_at condition is the indexed one, so this reads only due rows.
+        siblings = session.exec(select(OutboxMessage.id).where(
+            OutboxMessage.next_attempt_at <= claimed.claimed_at, col(OutboxMessage.sent_at).is_(None),
+            OutboxMessage.method == OutboxMethod.UPDATE, OutboxMessage.updates_id == original.id,
+            OutboxMessage.id != claimed.id)).all()
+        return _Target(original.sent_channel, original.sent_ts, dict(original.payload), tuple(siblings))
+
+
+def _render(engine: Engine, claimed: _Claimed, payload: dict[str, Any],
+            render: Renderer) -> dict[str, Any] | _Failure:
     try:
         with transaction(engine) as session:
-            content = render(session, claimed.payload)
+            content = render(session, payload)
     except (DBAPIError, DatabaseUnavailable):
         raise  # the database is at fault, not the message: the claim lapses and the sweep retries
     except Exception as exc:  # noqa: BLE001 - one unrenderable row must not stop the others
@@ -157,6 +231,11 @@ def _send(client: WebClient, method: OutboxMethod, claimed: _Claimed, content: d
     if method is OutboxMethod.DM:
         return _post(client, _open_dm(client, claimed.user), content)
     return _post_ephemeral(client, claimed, content)
+
+
+def _update(client: WebClient, target: _Target, content: dict[str, Any], *, as_of: datetime) -> _Sent:
+    client.chat_update(channel=target.channel, ts=target.ts, **content)
+    return _Sent(channel=target.channel, ts=target.ts, supersedes=target.supersedes, as_of=as_of)
 
 
 def _post(client: WebClient, channel: str, content: dict[str, Any]) -> _Sent:
@@ -217,7 +296,34 @@ def _record_sent(engine: Engine, message_id: int, sent: _Sent, *, now: datetime)
             logger.warning("Outbox message %s was sent twice (a claim lapsed)", message_id)
             return Outcome.ALREADY_SENT
         mark_sent(session=session, message=row, channel=sent.channel, ts=sent.ts, now=now)
+        if sent.supersedes:
+            _supersede(session, sent, by=message_id, now=now)
     return Outcome.SENT
+
+
+def _supersede(session: Session, sent: _Sent, *, by: int, now: datetime) -> None:
+    # The same conditions as when they were picked: a row claimed since (its next attempt moved
+    # past `as_of`) is being sent by someone else and keeps its own outcome.
+    superseded = session.exec(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id).in_(sent.supersedes), col(OutboxMessage.sent_at).is_(None),
+               OutboxMessage.next_attempt_at <= sent.as_of)
+        .values(sent_at=now, next_attempt_at=None, sent_channel=sent.channel, sent_ts=sent.ts,
+                last_error=f"superseded by outbox message {by}")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    logger.debug("Outbox update %s superseded %s older update(s) of the same message", by, superseded)
+
+
+def _record_wait(engine: Engine, message_id: int, wait: _Wait) -> Outcome:
+    # Not an attempt: nothing was sent, so the row's attempts (and MAX_ATTEMPTS) are untouched.
+    with transaction(engine) as session:
+        row = session.get(OutboxMessage, message_id)
+        if row is None or row.sent_at is not None:
+            return Outcome.MISSING if row is None else Outcome.ALREADY_SENT
+        row.next_attempt_at, row.last_error = wait.until, wait.reason
+        session.add(row)
+    return Outcome.WAITING
 
 
 def _record_failure(engine: Engine, message_id: int, failure: _Failure, *, now: datetime) -> Outcome:
@@ -226,6 +332,10 @@ def _record_failure(engine: Engine, message_id: int, failure: _Failure, *, now: 
         row = session.get(OutboxMessage, message_id)
         if row is None or row.sent_at is not None:
             return Outcome.MISSING if row is None else Outcome.ALREADY_SENT
+        if failure.kind is _Kind.HOPELESS:
+            mark_failed(session=session, message=row, error=failure.error, now=now)
+            row.next_attempt_at = None
+            return Outcome.GAVE_UP
         if failure.kind in (_Kind.TRANSIENT, _Kind.RATE_LIMITED):
             mark_failed(session=session, message=row, error=failure.error, now=now,
                         retry_after=failure.retry_after)
@@ -244,7 +354,7 @@ def _log_failure(message_id: int, failure: _Failure) -> None:
     if failure.kind is _Kind.AUTH:
         logger.error("Slack refused the bot token (%s) delivering outbox message %s; check SLACK_BOT_TOKEN",
                      failure.error, message_id)
-    elif failure.kind is _Kind.PERMANENT:
+    elif failure.kind in (_Kind.PERMANENT, _Kind.HOPELESS):
         logger.warning("Outbox message %s failed: %s", message_id, failure.error)
     else:
         logger.info("Outbox message %s will be retried: %s", message_id, failure.error)

@@ -1,34 +1,78 @@
-"""Steward's Celery tasks, kept thin: ids in, one call, delivery; plus the bot's enqueue helper.
+"""Steward's Celery tasks, kept thin: ids in, one workflows call, delivery; plus the bot's enqueue helpers.
 
 Tasks are shared tasks, so they register on whichever app `make_celery` builds. Each is
 idempotent and runs with acks_late and reject_on_worker_lost: a task lost with its worker is
-redelivered, and running one twice sends nothing twice (delivery claims rows in the database).
-Nothing is retried with a countdown; a row that must wait stays in the database with its
-`next_attempt_at`, and the once-a-minute sweep enqueues it again when it is due.
+redelivered, and running one twice sends nothing twice (delivery claims rows in the database,
+and every workflows call re-checks its state under a row lock). Nothing is retried with a
+countdown; a row that must wait stays in the database with its `next_attempt_at`, a deadline
+stays in its column, and the once-a-minute sweep enqueues them again when they are due.
+
+- `deliver_outbox(ids)`: send outbox rows to Slack.
+- `decide_request(...)`: one approver's Approve or Deny; a losing click gets an ephemeral answer.
+- `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry.
+- `sweep()`: find what is due (`sweep_once`) and enqueue the two tasks above for it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import partial
 
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlmodel import Session
 
 from workers.celery_app import FILESYSTEM_BROKER, WorkerContext, get_context, prune_processed
 from workers.delivery import Outcome, deliver
+from workers.directory import Directory
+from workflows import access, deadlines
+from workflows.access import AlreadyDecided
 from workflows.db import transaction
-from workflows.outbox import due_message_ids
+from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from workflows.outbox import OutboxMethod, add_message, added_message_ids, due_message_ids
+from workflows.policy import Policy
 
 logger = logging.getLogger(__name__)
 
 DELIVER_OUTBOX = "steward.deliver_outbox"
+DECIDE_REQUEST = "steward.decide_request"
+RUN_DUE = "steward.run_due"
 SWEEP = "steward.sweep"
 BATCH_SIZE = 20
 # Consumed broker messages kept on disk for a while (for debugging), then removed by the sweep.
 KEEP_PROCESSED = timedelta(days=1)
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+# The sweep's count of outbox rows, next to the DueKind counts.
+OUTBOX = "outbox"
+# Refusals a user (or the policy's author) can act on; anything else is a fault and propagates.
+# DatabaseUnavailable is a DomainError too, and is deliberately not among them.
+REFUSALS = (Conflict, NotAllowed, NotFound, InvalidInput)
+
+
+class DueKind(StrEnum):
+    """The kinds of deadline work `run_due` executes, one item at a time."""
+
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
+    REQUEST_EXPIRY = "request_expiry"
+    GRANT_WARNING = "grant_warning"
+    GRANT_EXPIRY = "grant_expiry"
+
+
+# Which list of workflows.deadlines.DueWork holds each kind's ids, in the order the sweep reports them.
+DUE_WORK_FIELDS: dict[DueKind, str] = {
+    DueKind.REMINDER: "reminders",
+    DueKind.ESCALATION: "escalations",
+    DueKind.REQUEST_EXPIRY: "request_expiries",
+    DueKind.GRANT_WARNING: "grant_warnings",
+    DueKind.GRANT_EXPIRY: "grant_expiries",
+}
+
+
+# ---- tasks ---------------------------------------------------------------------------------------
 
 
 @shared_task(name=DELIVER_OUTBOX, **TASK_OPTIONS)
@@ -37,12 +81,33 @@ def deliver_outbox(message_ids: list[int]) -> list[str]:
     return deliver_batch(context=get_context(), message_ids=message_ids)
 
 
+@shared_task(name=DECIDE_REQUEST, **TASK_OPTIONS)
+def decide_request(request_id: int, approver_id: str, outcome: str, reason: str = "",
+                   channel: str = "") -> list[int]:
+    """Record one approver's decision, then enqueue delivery of the messages it implies."""
+    ids = decide(context=get_context(), request_id=request_id, approver_id=approver_id, outcome=outcome,
+                 reason=reason, channel=channel)
+    enqueue_delivery(ids)
+    return ids
+
+
+@shared_task(name=RUN_DUE, **TASK_OPTIONS)
+def run_due(kind: str, item_id: int) -> list[int]:
+    """Execute one due item (a reminder, escalation, expiry or grant warning), then enqueue its messages."""
+    ids = run_due_item(context=get_context(), kind=kind, item_id=item_id)
+    enqueue_delivery(ids)
+    return ids
+
+
 @shared_task(name=SWEEP, **TASK_OPTIONS)
-def sweep() -> int:
-    """Enqueue delivery of every outbox row that is due; returns how many."""
+def sweep() -> dict[str, int]:
+    """Enqueue everything that is due (outbox rows and deadline work); returns counts per kind."""
     context = get_context()
-    _prune_broker_files(context)
-    return sweep_outbox(context=context, enqueue=deliver_outbox.delay)
+    prune_broker_files(context)
+    return sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay)
+
+
+# ---- what the tasks do (plain functions, called directly by tests and the CLI) -------------------
 
 
 def deliver_batch(*, context: WorkerContext, message_ids: Iterable[int]) -> list[str]:
@@ -57,14 +122,68 @@ def deliver_batch(*, context: WorkerContext, message_ids: Iterable[int]) -> list
     return outcomes
 
 
-def sweep_outbox(*, context: WorkerContext, enqueue: Callable[[list[int]], object],
-                 batch_size: int = BATCH_SIZE) -> int:
-    """Hand every due outbox row to `enqueue` in batches; returns how many rows."""
+def decide(*, context: WorkerContext, request_id: int, approver_id: str, outcome: str, reason: str = "",
+           channel: str = "") -> list[int]:
+    """Approve or deny in one transaction; a refused click gets an ephemeral answer. Returns outbox ids."""
+    now = context.now()
+    try:
+        with transaction(context.engine) as session:
+            if outcome == access.APPROVE:
+                access.approve(session=session, request_id=request_id, approver_id=approver_id, now=now)
+            elif outcome == access.DENY:
+                access.deny(session=session, request_id=request_id, approver_id=approver_id, reason=reason,
+                            now=now)
+            else:
+                raise InvalidInput(f"Unknown decision {outcome!r}: approve or deny.")
+            return added_message_ids(session)
+    except REFUSALS as exc:
+        # The decision's transaction rolled back; the answer is written in one of its own.
+        with transaction(context.engine) as session:
+            _refuse(session, request_id=request_id, approver_id=approver_id, channel=channel, error=exc, now=now)
+            return added_message_ids(session)
+
+
+def run_due_item(*, context: WorkerContext, kind: str, item_id: int) -> list[int]:
+    """Run one due item in one transaction (a no-op if it is no longer due); returns the outbox ids it added."""
+    due_kind = DueKind(kind)
+    now, policy = context.now(), context.get_policy()
+    members_of = _members_resolver(context) if due_kind is DueKind.ESCALATION else None
+    try:
+        with transaction(context.engine) as session:
+            _run(session, due_kind, item_id, now=now, policy=policy, members_of=members_of)
+            return added_message_ids(session)
+    except REFUSALS as exc:
+        # A refusal leaves the row untouched (the transaction rolled back); log it for operators.
+        logger.warning("Could not run %s for #%s: %s", due_kind.value, item_id, exc)
+        return []
+
+
+def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], object],
+               enqueue_delivery: Callable[[list[int]], object], batch_size: int = BATCH_SIZE) -> dict[str, int]:
+    """Hand what is due as of now to the enqueuers (ids only); returns how many of each kind."""
+    now, policy = context.now(), context.get_policy()
     with transaction(context.engine) as session:
-        ids = due_message_ids(session=session, now=context.now())
-    for batch in _batches(ids, batch_size):
-        enqueue(batch)
-    return len(ids)
+        outbox_ids = due_message_ids(session=session, now=now)
+        work = deadlines.due_work(session=session, now=now, policy=policy)
+    counts = {OUTBOX: len(outbox_ids)}
+    for batch in _batches(outbox_ids, batch_size):
+        enqueue_delivery(batch)
+    for kind, field in DUE_WORK_FIELDS.items():
+        ids: list[int] = getattr(work, field)
+        for item_id in ids:
+            enqueue_due(kind.value, item_id)
+        counts[kind.value] = len(ids)
+    return counts
+
+
+def prune_broker_files(context: WorkerContext) -> None:
+    """Remove consumed messages of the embedded file broker older than KEEP_PROCESSED."""
+    settings = context.settings
+    if settings.resolved_broker_url.startswith(FILESYSTEM_BROKER):
+        prune_processed(settings.broker_folder, older_than=context.now() - KEEP_PROCESSED)
+
+
+# ---- enqueue helpers (for the bot and the sweep) -------------------------------------------------
 
 
 def enqueue_delivery(message_ids: Iterable[int]) -> bool:
@@ -82,10 +201,61 @@ def enqueue_delivery(message_ids: Iterable[int]) -> bool:
     return True
 
 
-def _prune_broker_files(context: WorkerContext) -> None:
-    settings = context.settings
-    if settings.resolved_broker_url.startswith(FILESYSTEM_BROKER):
-        prune_processed(settings.broker_folder, older_than=context.now() - KEEP_PROCESSED)
+def enqueue_decision(request_id: int, approver_id: str, outcome: str, reason: str = "",
+                     channel: str = "") -> bool:
+    """Ask a worker to record a decision; False if the broker is unreachable (the user should try again)."""
+    try:
+        decide_request.delay(request_id=int(request_id), approver_id=approver_id, outcome=outcome,
+                             reason=reason, channel=channel)
+    except (BrokerUnavailable, OSError) as exc:
+        # Unlike an outbox row, a click exists nowhere else: nothing will retry it for the user.
+        logger.warning("Broker unreachable (%s); %s of request %s by %s was not recorded",
+                       type(exc).__name__, outcome, request_id, approver_id)
+        return False
+    return True
+
+
+def enqueue_due(kind: str, item_id: int) -> object:
+    """Enqueue one `run_due` task (the sweep's enqueuer for deadline work)."""
+    return run_due.delay(kind, int(item_id))
+
+
+# ---- internals -----------------------------------------------------------------------------------
+
+
+def _refuse(session: Session, *, request_id: int, approver_id: str, channel: str, error: Exception,
+            now: datetime) -> None:
+    # The "already decided by @x" answer, only for the one who clicked, where they clicked.
+    decided_by = error.decided_by if isinstance(error, AlreadyDecided) else ""
+    add_message(session=session, method=OutboxMethod.EPHEMERAL, channel=channel, user=approver_id, now=now,
+                topic=f"request:{request_id}",
+                payload={"template": "decision_refused", "request_id": request_id, "message": str(error),
+                         "decided_by": decided_by})
+
+
+def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy: Policy,
+         members_of: Callable[[str], frozenset[str]] | None) -> bool:
+    if kind is DueKind.REMINDER:
+        return deadlines.remind(session=session, request_id=item_id, now=now, policy=policy)
+    if kind is DueKind.ESCALATION:
+        assert members_of is not None
+        return deadlines.escalate(session=session, request_id=item_id, now=now, policy=policy,
+                                  members_of=members_of)
+    if kind is DueKind.REQUEST_EXPIRY:
+        return deadlines.expire_request(session=session, request_id=item_id, now=now)
+    if kind is DueKind.GRANT_WARNING:
+        return deadlines.warn_grant(session=session, grant_id=item_id, now=now, policy=policy)
+    return deadlines.end_expired_grant(session=session, grant_id=item_id, now=now)
+
+
+def _members_resolver(context: WorkerContext) -> Callable[[str], frozenset[str]]:
+    policy = context.get_policy()
+    directory = Directory(context.client)
+    if policy.fallback_group:
+        # Ask Slack now, before the transaction: the escalation then reads the directory's cache
+        # instead of holding the request's row lock (and SQLite's write lock) across an HTTP call.
+        directory.members_of(policy, policy.fallback_group)
+    return partial(directory.members_of, policy)
 
 
 def _batches(ids: list[int], size: int) -> Iterator[list[int]]:

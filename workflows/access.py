@@ -10,12 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from workflows import audit, lineage
+from workflows.details import field_errors
 from workflows.enums import (
     AccessLevel, AssetKind, AssetStatus, EdgeType, GrantStatus, RequestStatus, RiskTier, Sensitivity,
 )
@@ -43,6 +44,7 @@ GRANT_TRANSITIONS: dict[GrantStatus, frozenset[GrantStatus]] = {
 DATA_LINEAGE = (EdgeType.USES, EdgeType.TRAINED_ON, EdgeType.DERIVED_FROM)
 SENSITIVE = frozenset({Sensitivity.CONFIDENTIAL, Sensitivity.RESTRICTED})
 APPROVE, DENY = "approve", "deny"
+REASON_MAX = 1000  # the length of Decision.reason, resolution_note and Grant.end_reason
 Members = Callable[[str], frozenset[str]]
 
 
@@ -81,6 +83,17 @@ class RequestInput(BaseModel):
     emergency: bool = False
 
 
+def parse_request_input(raw: dict) -> RequestInput:
+    """Validate raw request fields; raise InvalidInput with an error per field."""
+    try:
+        return RequestInput.model_validate(raw)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if "justification" in errors:
+            errors["justification"] = "Say why you need access (at most 1000 characters)."
+        raise InvalidInput("Some fields need fixing.", field_errors=errors) from exc
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """One approval step as routed: who may satisfy it, and why it was rerouted, if it was."""
@@ -106,8 +119,9 @@ def plan_steps(*, policy: Policy, tier: RiskTier | None, owner_id: str, data_own
         eligible = frozenset(candidates - {requester_id} - spoken_for)
         rerouted = ""
         if not eligible:
-            why = "you are its only approver" if candidates <= {requester_id} else \
-                "its approvers already approve another step"
+            # An empty group is a subset of anything, so it is told apart first.
+            why = "nobody is in it" if not candidates else "you are its only approver" \
+                if candidates <= {requester_id} else "its approvers already approve another step"
             eligible = _fallback(policy, members_of, exclude={requester_id} | spoken_for)
             rerouted = f"Step '{_label(group)}' went to {policy.fallback_group or 'the fallback group'}: {why}."
         if len(eligible) == 1:
@@ -173,6 +187,9 @@ def request_access(*, session: Session, asset_id: int, data: RequestInput, reque
                    renews_grant_id: int | None = None) -> AccessRequest:
     """File a request, route it, and DM every approver."""
     asset = get_asset(session=session, asset_id=asset_id)
+    # Filing is serialised per asset, or two submissions at once would both pass the duplicate check.
+    # NO KEY UPDATE, so grants and requests that merely reference the asset are not blocked.
+    session.exec(select(Asset.id).where(Asset.id == asset.id).with_for_update(key_share=True)).first()
     check_requestable(session=session, asset=asset, data=data, requester_id=requester.user_id, policy=policy)
     plans = plan_steps(policy=policy, tier=asset.effective_tier, owner_id=asset.owner_id,
                        data_owners=data_owners_of(session=session, asset=asset), requester_id=requester.user_id,
@@ -191,7 +208,7 @@ def request_access(*, session: Session, asset_id: int, data: RequestInput, reque
         session.add(ApprovalStep(request_id=request.id, position=position, group=plan.group,
                                  approvers=sorted(plan.approvers), rerouted=plan.rerouted))
     session.flush()
-    _log(session, request, "access.requested", actor=requester.user_id, now=now, after={
+    log_request(session, request, "access.requested", actor=requester.user_id, now=now, after={
         "asset": asset.slug, "level": data.level.value, "duration_hours": data.duration_hours,
         "justification": data.justification, "emergency": data.emergency,
         "steps": [{"group": p.group, "approvers": sorted(p.approvers), "rerouted": p.rerouted} for p in plans]})
@@ -210,6 +227,7 @@ def request_access(*, session: Session, asset_id: int, data: RequestInput, reque
 
 def approve(*, session: Session, request_id: int, approver_id: str, now: datetime) -> AccessRequest:
     """Record one approval; the last required one grants access. Exactly once per approver and step."""
+    _lock_grant_targets(session, request_id)
     request = _pending_for_update(session, request_id)
     if approver_id == request.requester_id:
         raise NotAllowed("You cannot approve your own request.")
@@ -222,20 +240,22 @@ def approve(*, session: Session, request_id: int, approver_id: str, now: datetim
         if mine:
             raise AlreadyDecided("That step was already approved.", decided_by=mine[0].approved_by)
         raise NotAllowed("You are not an approver of this request.")
-    step = open_steps[0]
-    _record_decision(session, request, approver_id, APPROVE, step_id=step.id, now=now)
+    # Spend the click on the step with the fewest other hopes, so that someone who is also the only
+    # approver of a later step does not use up an earlier step that others could have satisfied.
+    step = min(open_steps, key=lambda s: len(s.approvers))
+    record_decision(session, request, approver_id, APPROVE, step_id=step.id, now=now)
     claimed = session.execute(
         update(ApprovalStep).where(ApprovalStep.id == step.id, ApprovalStep.approved_by == "")
         .values(approved_by=approver_id, approved_at=now)).rowcount
     if claimed != 1:
         raise AlreadyDecided("That step was just approved by someone else.")
     session.refresh(step)
-    _log(session, request, "access.approved_step", actor=approver_id, now=now,
+    log_request(session, request, "access.approved_step", actor=approver_id, now=now,
          after={"step": step.position, "group": step.group})
     if all(s.approved_by for s in _steps(session, request.id)):
         _approve_all(session, request, approver_id=approver_id, now=now)
     else:
-        _redraw(session, request, now)
+        redraw(session, request, now)
     return request
 
 
@@ -244,12 +264,13 @@ def deny(*, session: Session, request_id: int, approver_id: str, reason: str, no
     reason = reason.strip()
     if not reason:
         raise InvalidInput("Say why you deny it.", field_errors={"reason": "Say why you deny it."})
+    _check_reason_length(reason)
     request = _pending_for_update(session, request_id)
     if approver_id == request.requester_id:
         raise NotAllowed("You cannot decide your own request; cancel it instead.")
     if not any(approver_id in s.approvers for s in _steps(session, request.id)):
         raise NotAllowed("You are not an approver of this request.")
-    _record_decision(session, request, approver_id, DENY, step_id=None, now=now, reason=reason)
+    record_decision(session, request, approver_id, DENY, step_id=None, now=now, reason=reason)
     _resolve(session, request, RequestStatus.DENIED, by=approver_id, note=reason, now=now)
     _tell_requester(session, request, "request_denied", now)
     return request
@@ -265,12 +286,19 @@ def cancel_request(*, session: Session, request_id: int, actor: Actor, now: date
 
 
 def _approve_all(session: Session, request: AccessRequest, *, approver_id: str, now: datetime,
-                 auto: bool = False) -> None:
-    _resolve(session, request, RequestStatus.APPROVED, by=approver_id, note="auto" if auto else "", now=now)
+                 auto: bool = False) -> Grant:
+    return approve_without_steps(session, request, approver_id=approver_id, now=now, note="auto" if auto else "")
+
+
+def approve_without_steps(session: Session, request: AccessRequest, *, approver_id: str, now: datetime,
+                          note: str = "") -> Grant:
+    """Approve a pending request outright and grant it (the last step, or break-glass)."""
+    _resolve(session, request, RequestStatus.APPROVED, by=approver_id, note=note, now=now)
     grant = _grant_for(session, request, now)
-    _log(session, request, "access.granted", actor=approver_id, now=now, subject=grant,
+    log_request(session, request, "access.granted", actor=approver_id, now=now, subject=grant,
          after={"grantee": grant.grantee_id, "level": grant.level.value, "expires_at": grant.expires_at.isoformat()})
     _tell_requester(session, request, "request_approved", now)
+    return grant
 
 
 def _grant_for(session: Session, request: AccessRequest, now: datetime) -> Grant:
@@ -289,15 +317,18 @@ def _grant_for(session: Session, request: AccessRequest, now: datetime) -> Grant
     return grant
 
 
-def _record_decision(session: Session, request: AccessRequest, approver_id: str, outcome: str, *,
-                     step_id: int | None, now: datetime, reason: str = "") -> None:
+def record_decision(session: Session, request: AccessRequest, approver_id: str, outcome: str, *,
+                    step_id: int | None, now: datetime, reason: str = "") -> Decision:
+    """Insert one person's decision; a second one for the same request raises AlreadyDecided."""
+    decision = Decision(request_id=request.id, step_id=step_id, approver_id=approver_id, outcome=outcome,
+                        reason=reason, decided_at=now)
     # The unique (request, approver) key is the referee for double clicks and Slack's retries.
     try:
         with session.begin_nested():
-            session.add(Decision(request_id=request.id, step_id=step_id, approver_id=approver_id, outcome=outcome,
-                                 reason=reason, decided_at=now))
+            session.add(decision)
     except IntegrityError as exc:
         raise AlreadyDecided("You have already decided this request.", decided_by=approver_id) from exc
+    return decision
 
 
 def _resolve(session: Session, request: AccessRequest, target: RequestStatus, *, by: str, note: str,
@@ -311,9 +342,30 @@ def _resolve(session: Session, request: AccessRequest, target: RequestStatus, *,
     if moved != 1:
         raise AlreadyDecided("This request was already decided.", decided_by=request.resolved_by)
     session.refresh(request)
-    _log(session, request, f"access.{target.value}", actor=by, now=now, before={"status": "pending"},
+    log_request(session, request, f"access.{target.value}", actor=by, now=now, before={"status": "pending"},
          after={"status": target.value, "note": note})
-    _redraw(session, request, now)
+    redraw(session, request, now)
+
+
+def _lock_grant_targets(session: Session, request_id: int) -> None:
+    # The last approval writes a grant after it has taken the decision log's lock. Asset edits take the
+    # asset, and revokes and expiries the grant, before the log; take them in that order here too, or the
+    # two transactions deadlock. FOR KEY SHARE on the asset waits only for an edit, not for other requests.
+    ids = session.exec(select(AccessRequest.asset_id, AccessRequest.renews_grant_id)
+                       .where(AccessRequest.id == request_id)).first()
+    if ids is None:
+        return
+    asset_id, grant_id = ids
+    session.exec(select(Asset.id).where(Asset.id == asset_id).with_for_update(read=True, key_share=True)).all()
+    if grant_id is not None:
+        session.exec(select(Grant.id).where(Grant.id == grant_id).with_for_update()).all()
+
+
+def _check_reason_length(reason: str) -> None:
+    # The reason is stored in 1000-character columns; PostgreSQL would refuse a longer one with a raw error.
+    if len(reason) > REASON_MAX:
+        message = f"Keep the reason to {REASON_MAX} characters."
+        raise InvalidInput(message, field_errors={"reason": message})
 
 
 def _pending_for_update(session: Session, request_id: int) -> AccessRequest:
@@ -338,6 +390,7 @@ def revoke_grant(*, session: Session, grant_id: int, actor: Actor, reason: str, 
         raise NotAllowed(f"Only the owner of {asset.slug} or a Steward admin can revoke access.")
     if not reason.strip():
         raise InvalidInput("Say why you revoke it.", field_errors={"reason": "Say why you revoke it."})
+    _check_reason_length(reason.strip())
     _end_grant(session, grant, GrantStatus.REVOKED, by=actor.user_id, reason=reason.strip(), now=now)
     return grant
 
@@ -455,8 +508,8 @@ def _tell_requester(session: Session, request: AccessRequest, template: str, now
                 topic=f"outcome:{request.id}", payload={"template": template, "request_id": request.id})
 
 
-def _redraw(session: Session, request: AccessRequest, now: datetime) -> None:
-    """Queue a chat.update of every approver message about the request, drawn from current state."""
+def redraw(session: Session, request: AccessRequest, now: datetime) -> None:
+    """Queue a chat.update of every message about the request (approver DMs, alerts), drawn from current state."""
     originals = session.exec(select(OutboxMessage.id).where(
         OutboxMessage.topic == _topic(request), col(OutboxMessage.method).in_([OutboxMethod.DM, OutboxMethod.POST]))
     ).all()
@@ -465,8 +518,9 @@ def _redraw(session: Session, request: AccessRequest, now: datetime) -> None:
                     topic=_topic(request), payload={"template": "redraw"})
 
 
-def _log(session: Session, request: AccessRequest, action: str, *, actor: str, now: datetime,
+def log_request(session: Session, request: AccessRequest, action: str, *, actor: str, now: datetime,
          before: dict | None = None, after: dict | None = None, subject: Grant | None = None) -> None:
+    """Append a decision-log entry about a request (or the grant it produced)."""
     asset = session.get(Asset, request.asset_id)
     subject_type, subject_id = ("grant", subject.id) if subject else ("access_request", request.id)
     audit.append_entry(session=session, actor=actor, action=action, subject_type=subject_type,

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from workflows import audit
 from workflows.access import Members, _dm, _fallback, _resolve, _steps, _tell_requester, expire_grant
+from workflows.errors import InvalidInput
 from workflows.enums import GrantStatus, RequestStatus
 from workflows.models import AccessRequest, ApprovalStep, Asset, Grant
 from workflows.outbox import OutboxMethod, add_message
@@ -76,9 +77,18 @@ def escalate(*, session: Session, request_id: int, now: datetime, policy: Policy
     request = _locked_pending(session, request_id)
     if request is None or request.escalate_at is None or request.escalate_at > now:
         return False
-    extra = _fallback(policy, members_of, exclude={request.requester_id})
+    steps = _steps(session, request.id)
+    request.escalate_at = None  # escalation happens once, whether or not anyone is left to ask
+    session.add(request)
+    try:
+        fallback = _fallback(policy, members_of, exclude={request.requester_id})
+    except InvalidInput:
+        _log(session, request, "access.escalation_failed", now=now, after={"reason": "fallback group is empty"})
+        return False
+    # One person satisfies at most one step, so whoever approved a step is not asked for another.
+    extra = fallback - {s.approved_by for s in steps}
     added: set[str] = set()
-    for step in _steps(session, request.id):
+    for step in steps:
         if step.approved_by:
             continue
         new = sorted(extra - set(step.approvers))

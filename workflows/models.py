@@ -122,7 +122,7 @@ class OutboxMessage(SQLModel, table=True):
     # What the message is about ("request:42"), so a change can find and redraw its messages.
     topic: str = Field(default="", max_length=64, index=True)
     # For method "update": the earlier row whose Slack message is redrawn with chat.update.
-    updates_id: int | None = None
+    updates_id: int | None = Field(default=None, index=True)
 
 
 class LeaderLock(SQLModel, table=True):
@@ -193,6 +193,8 @@ class Grant(SQLModel, table=True):
     """Access a person holds to an asset until it expires or is revoked."""
 
     __tablename__ = "access_grant"
+    # The sweep asks "which active grants end soon": status first keeps ended grants out of the scan.
+    __table_args__ = (Index("ix_access_grant_status_expires_at", "status", "expires_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="access_request.id", unique=True)

@@ -9,13 +9,14 @@ from slack_bolt import App
 from workflows import inventory
 from workflows.classification import ensure_classifiable
 from workflows.enums import AssetKind
-from workflows.errors import NotFound
 
 from bot.context import BotContext
 from bot.forms import metadata, read_metadata
 from bot.ids import Action
 from bot.listeners.commands import card_blocks
-from bot.listeners.common import actor_for, answer_errors, change, ephemeral, read
+from bot.listeners.common import (
+    actor_for, answer_errors, change, channel_of, in_modal, read, record_id, responder,
+)
 from bot.listeners.modals import open_classify, open_edit, open_register
 from bot.views.common import plain
 from bot.views.forms import asset_form_view
@@ -43,15 +44,15 @@ def register(app: App, ctx: BotContext) -> None:
             blocks = read(ctx, lambda s: card_blocks(ctx, s, _asset(s, action), actor))
             _show_blocks(body, respond, client, blocks)
 
-        answer_errors(_responder(body, respond, client), run)
+        answer_errors(responder(body, respond, client), run)
 
     @app.action(Action.EDIT_ASSET)
     def edit(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
         actor = actor_for(ctx, body["user"]["id"])
-        answer_errors(_responder(body, respond, client), lambda: open_edit(
-            ctx, client, trigger_id=body["trigger_id"], asset_id=_asset_id(action), actor=actor,
-            channel=_channel(body), push=_in_modal(body)))
+        answer_errors(responder(body, respond, client), lambda: open_edit(
+            ctx, client, trigger_id=body["trigger_id"], asset_id=record_id(action, "an asset"), actor=actor,
+            channel=channel_of(body), push=in_modal(body)))
 
     @app.action(Action.CLASSIFY_ASSET)
     def classify(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -65,9 +66,9 @@ def register(app: App, ctx: BotContext) -> None:
                 return asset, inventory.latest_classification(session=session, asset_id=asset.id)
             asset, previous = read(ctx, load)
             open_classify(client, trigger_id=body["trigger_id"], asset=asset, previous=previous,
-                          channel=_channel(body), push=_in_modal(body))
+                          channel=channel_of(body), push=in_modal(body))
 
-        answer_errors(_responder(body, respond, client), run)
+        answer_errors(responder(body, respond, client), run)
 
     @app.action(Action.RETIRE_ASSET)
     def retire(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -76,13 +77,13 @@ def register(app: App, ctx: BotContext) -> None:
 
         def run() -> None:
             def do(session):
-                asset = inventory.retire_asset(session=session, asset_id=_asset_id(action), actor=actor,
+                asset = inventory.retire_asset(session=session, asset_id=record_id(action, "an asset"), actor=actor,
                                                now=ctx.clock(), policy=ctx.policy)
                 return card_blocks(ctx, session, asset, actor)
             blocks = change(ctx, do)
             _show_blocks(body, respond, client, blocks, replace=True)
 
-        answer_errors(_responder(body, respond, client), run)
+        answer_errors(responder(body, respond, client), run)
 
     @app.action(Action.REGISTER_OPEN)
     def register_open(ack, body: dict[str, Any], client) -> None:
@@ -90,23 +91,8 @@ def register(app: App, ctx: BotContext) -> None:
         open_register(client, trigger_id=body["trigger_id"], kind=None, user_id=body["user"]["id"])
 
 
-def _asset_id(action: dict[str, Any]) -> int:
-    value = str(action.get("value", ""))
-    if not value.isdigit():
-        raise NotFound("That button no longer points at an asset.")
-    return int(value)
-
-
 def _asset(session, action: dict[str, Any]):
-    return inventory.get_asset(session=session, asset_id=_asset_id(action))
-
-
-def _in_modal(body: dict[str, Any]) -> bool:
-    return body.get("container", {}).get("type") == "view" and body.get("view", {}).get("type") == "modal"
-
-
-def _channel(body: dict[str, Any]) -> str:
-    return (body.get("channel") or {}).get("id", "") or read_metadata(body.get("view") or {}).get("channel", "")
+    return inventory.get_asset(session=session, asset_id=record_id(action, "an asset"))
 
 
 def _show_blocks(body: dict[str, Any], respond, client, blocks: list[dict[str, Any]], *,
@@ -116,23 +102,9 @@ def _show_blocks(body: dict[str, Any], respond, client, blocks: list[dict[str, A
         respond(response_type="ephemeral", replace_original=replace, text="Asset", blocks=blocks)
         return
     modal = {"type": "modal", "title": plain("Asset", 24), "close": plain("Close", 24), "blocks": blocks[:100]}
-    if _in_modal(body) and replace:
+    if in_modal(body) and replace:
         client.views_update(view_id=body["view"]["id"], view=modal)
-    elif _in_modal(body):
+    elif in_modal(body):
         client.views_push(trigger_id=body["trigger_id"], view=modal)
     else:
         client.views_open(trigger_id=body["trigger_id"], view=modal)
-
-
-def _responder(body: dict[str, Any], respond, client):
-    """Where to send an error: the response_url when there is one, else a DM from the bot."""
-    if body.get("response_url"):
-        return respond
-    user_id = body["user"]["id"]
-
-    def dm(**kwargs: Any) -> None:
-        kwargs.pop("response_type", None)
-        kwargs.pop("replace_original", None)
-        channel = client.conversations_open(users=user_id)["channel"]["id"]
-        client.chat_postMessage(channel=channel, **kwargs)
-    return dm

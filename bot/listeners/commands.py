@@ -7,11 +7,13 @@ from typing import Any
 from slack_bolt import App
 
 from workflows import inventory
+from workflows.access import active_grants
 from workflows.classification import can_classify, ensure_classifiable
-from workflows.enums import AssetKind
+from workflows.enums import AssetKind, AssetStatus
 
 from bot.context import BotContext
 from bot.ids import Command
+from bot.listeners.access import access_command, request_command
 from bot.listeners.common import actor_for, answer_errors, ephemeral, read
 from bot.listeners.modals import open_classify, open_edit, open_register
 from bot.views.assets import asset_card, asset_list
@@ -52,8 +54,13 @@ def show_asset(ctx: BotContext, command: dict[str, Any], arg: str, respond, clie
 def card_blocks(ctx: BotContext, session, asset, actor) -> list[dict[str, Any]]:
     """The card for `asset` as `actor` sees it (buttons only for what they may do)."""
     card = inventory.describe_asset(session=session, asset=asset, policy=ctx.policy)
-    return asset_card(card, can_edit=inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy),
-                      can_classify=can_classify(asset=asset, actor=actor, policy=ctx.policy))
+    may_edit = inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy)
+    # The owner and admins may revoke access (the same people who may edit), so they see who holds it.
+    grants = active_grants(session=session, asset_id=asset.id) if may_edit else None
+    can_request = (actor.user_id != asset.owner_id and asset.status != AssetStatus.RETIRED
+                   and bool(ctx.policy.duration_choices(asset.effective_tier)))
+    return asset_card(card, can_edit=may_edit, can_classify=can_classify(asset=asset, actor=actor, policy=ctx.policy),
+                      can_request=can_request, grants=grants)
 
 
 def search(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
@@ -125,4 +132,6 @@ HANDLERS = {
     Command.REGISTER: register_asset,
     Command.CLASSIFY: classify,
     Command.EDIT: edit,
+    Command.REQUEST: request_command,
+    Command.ACCESS: access_command,
 }

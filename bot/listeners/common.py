@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from workflows.db import transaction
@@ -14,6 +15,7 @@ from workflows.inventory import Actor
 from workflows.outbox import added_message_ids
 
 from bot.context import BotContext
+from bot.forms import read_metadata
 from bot.views.assets import not_found
 from bot.views.common import escape, section
 
@@ -65,3 +67,49 @@ def answer_errors(respond: Callable[..., Any], fn: Callable[[], None]) -> None:
 def ephemeral(respond: Callable[..., Any], blocks: list[dict[str, Any]], text: str) -> None:
     """Answer only the person who asked (`text` is the notification fallback, so it is escaped too)."""
     respond(response_type="ephemeral", replace_original=False, text=escape(text), blocks=blocks)
+
+
+def record_id(action: dict[str, Any], noun: str) -> int:
+    """The record id a button carries; anything else is answered as a stale or forged button."""
+    value = str(action.get("value", ""))
+    if not value.isdigit():
+        raise NotFound(f"That button no longer points at {noun}.")
+    return int(value)
+
+
+def in_modal(body: dict[str, Any]) -> bool:
+    """Whether the click came from inside a modal (so a new modal is pushed, not opened)."""
+    return body.get("container", {}).get("type") == "view" and body.get("view", {}).get("type") == "modal"
+
+
+def channel_of(body: dict[str, Any]) -> str:
+    """The conversation a click came from, or the one a modal was opened from; "" for App Home."""
+    return (body.get("channel") or {}).get("id", "") or read_metadata(body.get("view") or {}).get("channel", "")
+
+
+def responder(body: dict[str, Any], respond, client) -> Callable[..., Any]:
+    """Where to answer a click: its response_url when there is one, else a DM from the bot."""
+    if body.get("response_url"):
+        return respond
+    user_id = body["user"]["id"]
+
+    def dm(**kwargs: Any) -> None:
+        kwargs.pop("response_type", None)
+        kwargs.pop("replace_original", None)
+        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        client.chat_postMessage(channel=channel, **kwargs)
+    return dm
+
+
+def tell(client, *, user_id: str, channel: str, text: str) -> None:
+    """Tell one person something after the ack (no response_url at hand): ephemerally where they were,
+    else in a DM. `text` is mrkdwn the caller has escaped."""
+    blocks = [section(text)]
+    if channel:
+        try:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)
+            return
+        except SlackApiError:
+            log.info("could not answer %s in %s; sending a DM instead", user_id, channel)
+    dm = client.conversations_open(users=user_id)["channel"]["id"]
+    client.chat_postMessage(channel=dm, text=text, blocks=blocks)

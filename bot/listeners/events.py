@@ -6,7 +6,11 @@ from typing import Any
 
 from slack_bolt import App
 
+from sqlmodel import col, select
+
 from workflows import inventory
+from workflows.access import pending_approvals
+from workflows.models import Asset
 
 from bot.context import BotContext
 from bot.listeners.common import read
@@ -28,8 +32,12 @@ def publish_home(ctx: BotContext, client, user_id: str) -> None:
     now = ctx.clock()
 
     def load(session):
+        approvals = pending_approvals(session=session, user_id=user_id)
+        ids = {r.asset_id for r in approvals}
+        assets = {a.id: a for a in session.exec(select(Asset).where(col(Asset.id).in_(ids))).all()} if ids else {}
         return (inventory.list_owned(session=session, owner_id=user_id),
-                inventory.reviews_due(session=session, owner_id=user_id, now=now))
+                inventory.reviews_due(session=session, owner_id=user_id, now=now), approvals, assets)
 
-    owned, due = read(ctx, load)
-    client.views_publish(user_id=user_id, view=home_view(owned=owned, due=due, now=now))
+    owned, due, approvals, assets = read(ctx, load)
+    client.views_publish(user_id=user_id, view=home_view(owned=owned, due=due, now=now, approvals=approvals,
+                                                         approval_assets=assets))

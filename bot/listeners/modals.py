@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from workflows import inventory
-from workflows.enums import AssetKind, EdgeType
+from workflows.enums import AssetKind, AssetStatus, EdgeType, RiskTier
+from workflows.errors import InvalidInput, NotAllowed
 from workflows.inventory import Actor
 from workflows.lineage import edges_of
 from workflows.models import Asset, Classification
@@ -11,6 +12,7 @@ from workflows.models import Asset, Classification
 from bot.context import BotContext
 from bot.forms import metadata
 from bot.listeners.common import read
+from bot.views.access import request_modal
 from bot.views.classify import classify_view
 from bot.views.forms import asset_form_view, kind_picker_view
 
@@ -47,4 +49,28 @@ def open_classify(client, *, trigger_id: str, asset: Asset, previous: Classifica
                   push: bool = False) -> None:
     """Open the risk questionnaire for a system."""
     view = classify_view(asset=asset, previous=previous, metadata=metadata(asset_id=asset.id, channel=channel))
+    (client.views_push if push else client.views_open)(trigger_id=trigger_id, view=view)
+
+
+def ensure_requestable(ctx: BotContext, asset: Asset) -> list[int]:
+    """The grant lengths (days) `asset` may be requested for; refuse retired and prohibited assets up front
+    (the submission checks again, with the domain's full rules)."""
+    if asset.status == AssetStatus.RETIRED:
+        raise InvalidInput(f"{asset.slug} is retired; nobody can be granted access to it.")
+    rules = ctx.policy.tier(asset.effective_tier)
+    if rules.access == "refused" or asset.effective_tier == RiskTier.PROHIBITED:
+        raise NotAllowed(f"{asset.slug} is part of a prohibited AI system; access is refused.")
+    durations = ctx.policy.duration_choices(asset.effective_tier)
+    if not durations:
+        raise NotAllowed(f"The policy offers no grant length for {asset.slug}'s risk tier; ask a Steward admin.")
+    return durations
+
+
+def open_request(ctx: BotContext, client, *, trigger_id: str, asset: Asset, channel: str = "",
+                 push: bool = False) -> None:
+    """Open the access request modal for an asset that can be requested."""
+    durations = ensure_requestable(ctx, asset)
+    view = request_modal(asset=asset, durations_days=durations,
+                         approval_steps=ctx.policy.tier(asset.effective_tier).approvers,
+                         metadata=metadata(asset_id=asset.id, channel=channel))
     (client.views_push if push else client.views_open)(trigger_id=trigger_id, view=view)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from workflows.enums import AssetKind, AssetStatus, EdgeType
 from workflows.inventory import AssetCard
-from workflows.models import Asset
+from workflows.models import Asset, Grant
 from workflows.risk import LABELS, TransparencyDuty
 
 from bot.ids import Action
 from bot.views.common import (
-    KIND_EMOJI, Block, actions, button, clip, confirm_dialog, context, date, divider, escape, fields_section,
-    header, section, sensitivity_label, status_suffix, tier_badge, user,
+    KIND_EMOJI, Block, actions, button, clip, confirm_dialog, context, date, date_time, divider, escape,
+    fields_section, header, section, sensitivity_label, status_suffix, tier_badge, user,
 )
 
 LINEAGE_SHOWN = 8
+GRANTS_SHOWN = 10
 DETAIL_LABELS = {
     "intended_use": "Intended use", "collection_process": "Collection process", "known_bias": "Known bias",
     "size": "Size", "task": "Task", "architecture": "Architecture", "base_model": "Base model",
@@ -29,8 +30,12 @@ def asset_line(asset: Asset) -> str:
             f" · {tier_badge(asset.effective_tier)}{status_suffix(asset.status)}")
 
 
-def asset_card(card: AssetCard, *, can_edit: bool, can_classify: bool) -> list[Block]:
-    """The full card: facts, lineage both ways, documentation checklist, and what the viewer may do."""
+def asset_card(card: AssetCard, *, can_edit: bool, can_classify: bool, can_request: bool = False,
+               grants: list[Grant] | None = None) -> list[Block]:
+    """The full card: facts, lineage both ways, documentation checklist, and what the viewer may do.
+
+    `grants` (active access, each with Revoke) is passed only to viewers who may revoke it.
+    """
     asset = card.asset
     blocks: list[Block] = [header(f"{asset.name}")]
     summary = f"{KIND_EMOJI[asset.kind]} {asset.kind.label} `{asset.slug}`{status_suffix(asset.status)}"
@@ -55,7 +60,11 @@ def asset_card(card: AssetCard, *, can_edit: bool, can_classify: bool) -> list[B
     blocks.append(section(_docs_text(card)))
     if asset.kind == AssetKind.SYSTEM:
         blocks.append(section(_classification_text(card)))
+    if grants is not None:
+        blocks += grant_blocks(grants)
     elements = []
+    if can_request:
+        elements.append(button("Request access", Action.REQUEST_OPEN, str(asset.id), style="primary"))
     if can_edit and asset.status != AssetStatus.RETIRED:
         elements.append(button("Edit", Action.EDIT_ASSET, str(asset.id)))
     if can_classify and asset.kind == AssetKind.SYSTEM and asset.status != AssetStatus.RETIRED:
@@ -71,6 +80,21 @@ def asset_card(card: AssetCard, *, can_edit: bool, can_classify: bool) -> list[B
         blocks.append(actions(*elements, block_id=f"card:{asset.id}"))
     blocks.append(context(f"Registered by {user(asset.created_by)} {date(asset.created_at)}"
                           f" · updated {date(asset.updated_at)}"))
+    return blocks
+
+
+def grant_blocks(grants: list[Grant]) -> list[Block]:
+    """Who holds access now, each with Revoke (for the owner or an admin)."""
+    blocks: list[Block] = [section(f"*Who has access* ({len(grants)})")]
+    for grant in grants[:GRANTS_SHOWN]:
+        emergency = " · :rotating_light: emergency" if grant.emergency else ""
+        blocks.append(section(
+            f"{user(grant.grantee_id)} · *{grant.level.value}* until {date_time(grant.expires_at)}{emergency}",
+            accessory=button("Revoke", Action.REVOKE_OPEN, str(grant.id), style="danger")))
+    if len(grants) > GRANTS_SHOWN:
+        blocks.append(context(f"…and {len(grants) - GRANTS_SHOWN} more."))
+    if not grants:
+        blocks.append(context("Nobody holds access through Steward."))
     return blocks
 
 

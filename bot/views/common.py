@@ -135,6 +135,14 @@ def date(value: datetime | None) -> str:
     return f"<!date^{int(value.timestamp())}^{{date_short}}|{fallback}>"
 
 
+def date_time(value: datetime | None) -> str:
+    """A date and time in the reader's own time zone, with a UTC ISO fallback."""
+    if value is None:
+        return "—"
+    fallback = value.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(value.timestamp())}^{{date_short}} {{time}}|{fallback}>"
+
+
 def user(user_id: str) -> str:
     """A user mention (ids come from Slack, never from free text)."""
     return f"<@{user_id}>"

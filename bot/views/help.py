@@ -11,6 +11,8 @@ COMMANDS = [
     ("/steward classify <system>", "Answer the EU AI Act questionnaire for an AI system."),
     ("/steward edit <slug>", "Edit an asset you own."),
     ("/steward mine", "List the assets you own and the reviews you have due."),
+    ("/steward request <slug>", "Ask for access to an asset; the approvers its risk tier needs are asked for you."),
+    ("/steward access", "List your access and pending requests, to release or cancel them."),
     ("/steward help", "Show this help."),
 ]
 

@@ -1,30 +1,56 @@
-"""Messages delivered from the outbox, rendered from stored state at delivery time."""
+"""Messages delivered from the outbox, rendered from stored state at delivery time.
+
+`render_outbox` reads the records a payload names and hands them to the pure builders. An "update"
+row (payload template "redraw") is never rendered itself: delivery redraws the message it updates
+by rendering that original row's payload again, so the redrawn message shows the current state.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from workflows.models import Asset
+from workflows import lineage
+from workflows.access import DATA_LINEAGE, SENSITIVE, steps_of
+from workflows.enums import AssetKind
+from workflows.models import AccessRequest, Asset, Grant
 
 from bot.ids import Action
+from bot.views.access import (
+    RequestFacts, approval_message, decision_refused_message, grant_news, request_filed_message, requester_news,
+)
 from bot.views.assets import asset_line
 from bot.views.common import Block, actions, button, section, user
 
+REDRAW = "redraw"
+Content = dict[str, Any]
 
-def render_outbox(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+
+def render_outbox(session: Session, payload: dict[str, Any]) -> Content:
     """Turn an outbox payload into chat.postMessage arguments: text and blocks."""
     template = payload.get("template", "")
+    if template == REDRAW:
+        raise ValueError("a redraw row is drawn by rendering the payload of the row it updates")
     renderer = _TEMPLATES.get(template)
     if renderer is None:
         raise ValueError(f"unknown outbox template {template!r}")
-    asset = session.get(Asset, payload["asset_id"])
-    if asset is None:
-        return {"text": "An asset Steward told you about no longer exists."}
-    text = renderer(asset, payload.get("actor", ""))
-    blocks: list[Block] = [section(text), actions(button("View", Action.SHOW_ASSET, str(asset.id)))]
-    return {"text": _fallback(text), "blocks": blocks}
+    return renderer(session, payload)
+
+
+# ---- inventory -------------------------------------------------------------------------------------
+
+
+def _asset_message(text_for: Callable[[Asset, str], str]) -> Callable[[Session, dict[str, Any]], Content]:
+    def render(session: Session, payload: dict[str, Any]) -> Content:
+        asset = session.get(Asset, payload["asset_id"])
+        if asset is None:
+            return {"text": "An asset Steward told you about no longer exists."}
+        text = text_for(asset, payload.get("actor", ""))
+        blocks: list[Block] = [section(text), actions(button("View", Action.SHOW_ASSET, str(asset.id)))]
+        return {"text": _fallback(text), "blocks": blocks}
+    return render
 
 
 def _registered(asset: Asset, actor: str) -> str:
@@ -52,10 +78,79 @@ def _fallback(text: str) -> str:
     return text.split(" ", 1)[-1] if text.startswith(":") else text
 
 
-_TEMPLATES: dict[str, Callable[[Asset, str], str]] = {
-    "asset_registered": _registered,
-    "asset_registered_owner": _registered_owner,
-    "asset_updated": _updated,
-    "asset_owner_changed": _owner_changed,
-    "asset_classified_owner": _classified_owner,
+# ---- access ----------------------------------------------------------------------------------------
+
+_GONE = {"text": "An access request Steward told you about no longer exists."}
+
+
+def request_facts(session: Session, request_id: int) -> RequestFacts | None:
+    """A request with its asset, steps, sensitive upstream data and grant, as they are now."""
+    request = session.get(AccessRequest, request_id)
+    asset = session.get(Asset, request.asset_id) if request else None
+    if request is None or asset is None:
+        return None
+    grant = session.exec(select(Grant).where(Grant.request_id == request.id)).first()
+    if grant is None and request.renews_grant_id:
+        grant = session.get(Grant, request.renews_grant_id)
+    return RequestFacts(request=request, asset=asset, steps=steps_of(session=session, request_id=request.id),
+                        upstream=sensitive_upstream(session, asset), grant=grant)
+
+
+def sensitive_upstream(session: Session, asset: Asset) -> list[Asset]:
+    """Datasets upstream of `asset` whose owners the routing treats as data owners (same edges, same test)."""
+    ids = lineage.upstream_ids(session=session, start=[asset.id], types=DATA_LINEAGE, include_start=False)
+    if not ids:
+        return []
+    datasets = session.exec(select(Asset).where(col(Asset.id).in_(ids), Asset.kind == AssetKind.DATASET)
+                            .order_by(col(Asset.slug))).all()
+    return [d for d in datasets if d.sensitivity in SENSITIVE or d.contains_personal_data]
+
+
+def _approval(session: Session, payload: dict[str, Any], *, reminder: bool = False) -> Content:
+    facts = request_facts(session, payload["request_id"])
+    if facts is None:
+        return _GONE
+    return approval_message(facts, approver=payload.get("approver", ""), reminder=reminder)
+
+
+def _filed(session: Session, payload: dict[str, Any]) -> Content:
+    facts = request_facts(session, payload["request_id"])
+    return request_filed_message(facts) if facts else _GONE
+
+
+def _news(session: Session, payload: dict[str, Any]) -> Content:
+    facts = request_facts(session, payload["request_id"])
+    return requester_news(facts, payload["template"]) if facts else _GONE
+
+
+def _grant(session: Session, payload: dict[str, Any]) -> Content:
+    grant = session.get(Grant, payload["grant_id"])
+    asset = session.get(Asset, grant.asset_id) if grant else None
+    if grant is None or asset is None:
+        return {"text": "Access Steward told you about no longer exists."}
+    return grant_news(grant, asset, payload["template"])
+
+
+def _refused(session: Session, payload: dict[str, Any]) -> Content:
+    return decision_refused_message(message=str(payload.get("message", "")),
+                                    decided_by=str(payload.get("decided_by") or ""))
+
+
+_TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
+    "asset_registered": _asset_message(_registered),
+    "asset_registered_owner": _asset_message(_registered_owner),
+    "asset_updated": _asset_message(_updated),
+    "asset_owner_changed": _asset_message(_owner_changed),
+    "asset_classified_owner": _asset_message(_classified_owner),
+    "approval_request": _approval,
+    "approval_reminder": lambda session, payload: _approval(session, payload, reminder=True),
+    "request_filed": _filed,
+    "request_approved": _news,
+    "request_denied": _news,
+    "request_expired": _news,
+    "request_escalated": _news,
+    "grant_expiring": _grant,
+    "grant_expired": _grant,
+    "grant_revoked": _grant,
+    "decision_refused": _refused,
 }

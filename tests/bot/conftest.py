@@ -12,13 +12,20 @@ import pytest
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
+from sqlmodel import select
 
 from bot.app import create_app
-from bot.context import BotContext
+from bot.context import BotContext, members_from
+from bot.views.messages import render_outbox
 from workers.directory import Directory
 from tests import signing
 from tests.factories import ADMIN, OTHER, OWNER
 from tests.fakeslack import FakeSlack
+from workflows import access
+from workflows.db import transaction
+from workflows.errors import DomainError
+from workflows.models import OutboxMessage
+from workflows.outbox import OutboxMethod, add_message, added_message_ids
 from workflows.policy import Policy, parse_policy
 from workflows.settings import Settings
 
@@ -51,14 +58,43 @@ def bot_policy() -> Policy:
     return parse_policy(yaml.safe_dump(data))
 
 
+@dataclass(frozen=True)
+class QueuedDecision:
+    """One Approve or Deny a listener handed to the (stand-in) decision queue."""
+
+    request_id: int
+    approver_id: str
+    outcome: str
+    reason: str
+    channel: str
+
+
 @dataclass
 class Harness:
-    """Sends signed Slack requests to the app and remembers what was queued for delivery."""
+    """Sends signed Slack requests to the app and remembers what was queued for delivery and decision."""
 
     app: Any
     fake: FakeSlack
     ctx: BotContext
     enqueued: list[int] = field(default_factory=list)
+    decisions: list[QueuedDecision] = field(default_factory=list)
+    queue_accepts: bool = True  # False plays a broker that is down
+
+    def enqueue_decision(self, request_id: int, approver_id: str, outcome: str, reason: str, channel: str) -> bool:
+        """The BotContext hook: remember the decision instead of sending it to Celery."""
+        if not self.queue_accepts:
+            return False
+        self.decisions.append(QueuedDecision(request_id, approver_id, outcome, reason, channel))
+        return True
+
+    def run_decisions(self) -> list[str]:
+        """Decide every queued click now, as the worker would: approve/deny in one transaction, or a
+        "decision_refused" ephemeral to the clicker when the domain says no. Returns "decided"/"refused"."""
+        results = []
+        while self.decisions:
+            results.append(decide(self.ctx.engine, self.decisions.pop(0), now=self.ctx.clock(),
+                                  enqueued=self.enqueued))
+        return results
 
     def dispatch(self, body: str, headers: dict[str, str]) -> BoltResponse:
         """Hand one raw request to Bolt, as the HTTP adapter would."""
@@ -100,10 +136,53 @@ def harness(engine, fake, bot_policy, now) -> Harness:
     settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=fake.url)
     client = WebClient(token=TOKEN, base_url=fake.url)
     enqueued: list[int] = []
-    ctx = BotContext(settings=settings, engine=engine, policy=bot_policy, directory=Directory(client),
-                     enqueue_delivery=enqueued.extend, clock=lambda: now)
-    app = create_app(ctx, client=client, process_before_response=True)
-    return Harness(app=app, fake=fake, ctx=ctx, enqueued=enqueued)
+    directory = Directory(client)
+    ctx = BotContext(settings=settings, engine=engine, policy=bot_policy, directory=directory,
+                     enqueue_delivery=enqueued.extend, clock=lambda: now,
+                     members_of=members_from(directory, bot_policy))
+    harness = Harness(app=None, fake=fake, ctx=ctx, enqueued=enqueued)
+    ctx.enqueue_decision = harness.enqueue_decision
+    harness.app = create_app(ctx, client=client, process_before_response=True)
+    return harness
+
+
+def decide(engine, call: QueuedDecision, *, now: datetime, enqueued: list[int]) -> str:
+    """Run one queued decision through workflows.access, the way the decision task does."""
+    try:
+        with transaction(engine) as session:
+            if call.outcome == access.APPROVE:
+                access.approve(session=session, request_id=call.request_id, approver_id=call.approver_id, now=now)
+            else:
+                access.deny(session=session, request_id=call.request_id, approver_id=call.approver_id,
+                            reason=call.reason, now=now)
+            queued = added_message_ids(session)
+        outcome = "decided"
+    except DomainError as exc:
+        with transaction(engine) as session:
+            add_message(session=session, method=OutboxMethod.EPHEMERAL, channel=call.channel, user=call.approver_id,
+                        now=now, topic=f"request:{call.request_id}",
+                        payload={"template": "decision_refused", "request_id": call.request_id,
+                                 "message": str(exc), "decided_by": getattr(exc, "decided_by", "")})
+            queued = added_message_ids(session)
+        outcome = "refused"
+    enqueued.extend(queued)
+    return outcome
+
+
+def outbox(engine, *, template: str | None = None, user: str | None = None) -> list[OutboxMessage]:
+    """Outbox rows, oldest first, optionally only one template's or one person's."""
+    with transaction(engine) as session:
+        rows = list(session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all())
+    return [r for r in rows if (template is None or r.payload.get("template") == template)
+            and (user is None or r.user == user)]
+
+
+def rendered(engine, row: OutboxMessage) -> dict[str, Any]:
+    """What delivery would send for `row` now; an update row redraws the row it updates."""
+    with transaction(engine) as session:
+        if row.method == OutboxMethod.UPDATE:
+            row = session.get(OutboxMessage, row.updates_id)
+        return render_outbox(session, row.payload)
 
 
 def submission(view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from bot.app import create_app
 from tests.bot.conftest import TOKEN, Harness
 from tests.factories import make_asset
 
-COMMANDS = ["asset churn-events", "search churn", "mine", "classify churn-events", "edit churn-events"]
+COMMANDS = ["asset churn-events", "search churn", "mine", "classify churn-events", "edit churn-events",
+            "request churn-events", "access"]
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Fixtures for the workers tests: the fake Slack API, a client for it, a settable clock, a context."""
+"""Fixtures for the workers tests: the fake Slack API, a client for it, a settable clock, a context,
+renderers, and helpers to read what was enqueued on the embedded file broker."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from tests.fakeslack import DEFAULT_TOKEN, FakeSlack
+from workers import celery_app
 from workers.celery_app import WorkerContext
 from workflows.db import transaction
-from workflows.models import OutboxMessage
+from workflows.models import AccessRequest, Grant, OutboxMessage
 from workflows.outbox import OutboxMethod, add_message
+from workflows.policy import Policy
 from workflows.settings import Settings
 
 
@@ -38,6 +41,50 @@ def render(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
     """A stand-in for bot.views.messages.render_outbox: the payload's text, in one section."""
     section = {"type": "section", "text": {"type": "mrkdwn", "text": payload["text"]}}
     return {"text": payload["text"], "blocks": [section]}
+
+
+def render_state(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in for the real renderer that, like it, draws from stored state: template, record, status."""
+    template = payload["template"]
+    if "asset_id" in payload:
+        text = f"{template} asset #{payload['asset_id']}"
+    elif "grant_id" in payload:
+        grant = session.get(Grant, payload["grant_id"])
+        text = f"{template} grant #{grant.id} {grant.status.value}"
+    else:
+        request = session.get(AccessRequest, payload["request_id"])
+        text = f"{template} #{payload['request_id']} {request.status.value if request else 'missing'}"
+    if template == "decision_refused":
+        text += f" | {payload['message']} | by {payload['decided_by'] or '-'}"
+    return {"text": text}
+
+
+@pytest.fixture
+def fresh_celery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process-wide app and context reset for the test, and restored afterwards."""
+    for name in ("_app", "_context", "_context_settings"):
+        monkeypatch.setattr(celery_app, name, None)
+    for var in ("BROKER_URL", "DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_API_URL", "STEWARD_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def take_messages(app) -> list:
+    """Every task message waiting in the app's default queue, consumed over a fresh connection."""
+    taken = []
+    with app.connection_for_read() as conn, conn.SimpleQueue(app.conf.task_default_queue) as queue:
+        while True:
+            try:
+                message = queue.get_nowait()
+            except queue.Empty:
+                return taken
+            message.ack()
+            taken.append(message)
+
+
+def run_message(app, message):
+    """Run the task a broker message names, in-process, with its arguments."""
+    args, kwargs, _ = message.decode()
+    return app.tasks[message.headers["task"]].run(*args, **kwargs)
 
 
 @pytest.fixture
@@ -66,9 +113,9 @@ def settings(tmp_path) -> Settings:
 
 
 @pytest.fixture
-def context(engine: Engine, client: WebClient, settings: Settings, clock: Clock) -> WorkerContext:
-    """A worker context on the test database, the fake Slack API and the test clock."""
-    return WorkerContext(engine=engine, client=client, settings=settings, now=clock, renderer=render)
+def context(engine: Engine, client: WebClient, settings: Settings, clock: Clock, policy: Policy) -> WorkerContext:
+    """A worker context on the test database, the fake Slack API, the default policy and the test clock."""
+    return WorkerContext(engine=engine, client=client, settings=settings, now=clock, renderer=render, policy=policy)
 
 
 def add(engine: Engine, now: datetime, method: OutboxMethod | str = OutboxMethod.POST, *, text: str = "hello",

@@ -10,42 +10,28 @@ import pytest
 from celery.app.utils import find_app
 from celery.signals import worker_process_init
 
-from tests.workers.conftest import add, load
+from tests.workers.conftest import add, load, run_message, take_messages
 from workers import celery_app
 from workers.celery_app import WorkerContext, configure, get_context, make_celery, prune_processed
 from workers.delivery import Outcome
-from workers.tasks import DELIVER_OUTBOX, SWEEP, deliver_batch, enqueue_delivery, sweep_outbox
+from workers.tasks import (
+    DECIDE_REQUEST,
+    DELIVER_OUTBOX,
+    RUN_DUE,
+    SWEEP,
+    deliver_batch,
+    enqueue_delivery,
+    sweep_once,
+)
 from workflows.db import transaction
 from workflows.outbox import due_message_ids
 from workflows.settings import Settings
 
 
 @pytest.fixture(autouse=True)
-def _fresh_module_state(monkeypatch):
+def _fresh_module_state(fresh_celery):
     # The app and context are process-wide; give each test its own and restore them afterwards.
-    for name in ("_app", "_context", "_context_settings"):
-        monkeypatch.setattr(celery_app, name, None)
-    for var in ("BROKER_URL", "DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_API_URL"):
-        monkeypatch.delenv(var, raising=False)
-
-
-def take_messages(app) -> list:
-    """Every task message waiting in the app's default queue, consumed over a fresh connection."""
-    taken = []
-    with app.connection_for_read() as conn, conn.SimpleQueue(app.conf.task_default_queue) as queue:
-        while True:
-            try:
-                message = queue.get_nowait()
-            except queue.Empty:
-                return taken
-            message.ack()
-            taken.append(message)
-
-
-def run_message(app, message):
-    """Run the task a broker message names, in-process, with its arguments."""
-    args, kwargs, _ = message.decode()
-    return app.tasks[message.headers["task"]].run(*args, **kwargs)
+    return fresh_celery
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -76,7 +62,7 @@ def test_tasks_are_acked_late_and_rejected_when_the_worker_is_lost(settings):
     assert app.conf.task_ignore_result is True
     assert app.conf.task_serializer == "json"
     assert app.conf.broker_connection_retry_on_startup is True
-    for name in (DELIVER_OUTBOX, SWEEP):
+    for name in (DELIVER_OUTBOX, DECIDE_REQUEST, RUN_DUE, SWEEP):
         task = app.tasks[name]
         assert (task.acks_late, task.reject_on_worker_lost, task.ignore_result) == (True, True, True)
 
@@ -117,6 +103,7 @@ def test_the_context_defaults_to_the_settings(tmp_path):
         assert context.client.token == "xoxb-configured"
         assert context.client.retry_handlers == []
         assert context.now().tzinfo is not None
+        assert context.policy is not None  # loaded from STEWARD_POLICY (here: the default)
     finally:
         context.engine.dispose()
 
@@ -172,7 +159,7 @@ def test_the_sweep_task_enqueues_what_is_due_and_the_deliveries_send_it(engine, 
     due = [add(engine, now, channel="C1", text=f"m{i}") for i in range(3)]
     app.tasks[DELIVER_OUTBOX].run([due[0]])  # already sent: not swept again
 
-    assert app.tasks[SWEEP].run() == 2
+    assert app.tasks[SWEEP].run()["outbox"] == 2
 
     [message] = take_messages(app)
     assert message.decode()[0] == [due[1:]]
@@ -187,12 +174,14 @@ def test_the_sweep_batches_and_skips_rows_backing_off(engine, context, fake, clo
     assert deliver_batch(context=context, message_ids=[ids[0]]) == [Outcome.RETRYING]  # backs off 2 s
     batches: list[list[int]] = []
 
-    swept = sweep_outbox(context=context, enqueue=batches.append, batch_size=2)
+    def sweep(batch_size: int) -> int:
+        return sweep_once(context=context, enqueue_due=lambda *_: None, enqueue_delivery=batches.append,
+                          batch_size=batch_size)["outbox"]
 
-    assert swept == 4
+    assert sweep(2) == 4
     assert batches == [ids[1:3], ids[3:5]]
     clock.advance(seconds=2)
-    assert sweep_outbox(context=context, enqueue=batches.append, batch_size=10) == 5
+    assert sweep(10) == 5
 
 
 def test_a_rate_limited_batch_stops_and_leaves_the_rest_due(engine, context, settings, fake, now):

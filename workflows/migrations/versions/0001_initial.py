@@ -128,6 +128,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_outboxmessage_next_attempt_at", "outboxmessage", ["next_attempt_at"], unique=False)
     op.create_index("ix_outboxmessage_topic", "outboxmessage", ["topic"], unique=False)
+    op.create_index("ix_outboxmessage_updates_id", "outboxmessage", ["updates_id"], unique=False)
 
     op.create_table(
         "classification",
@@ -178,6 +179,7 @@ def downgrade() -> None:
     op.drop_table("edge")
     op.drop_index("ix_classification_asset_id", table_name="classification")
     op.drop_table("classification")
+    op.drop_index("ix_outboxmessage_updates_id", table_name="outboxmessage")
     op.drop_index("ix_outboxmessage_topic", table_name="outboxmessage")
     op.drop_index("ix_outboxmessage_next_attempt_at", table_name="outboxmessage")
     op.drop_table("outboxmessage")

@@ -1,0 +1,289 @@
+"""Access requests: asking (command, card button, modal), deciding (Approve and Deny go to a worker),
+extending, releasing, cancelling and revoking, and `/steward access`.
+
+Approve and Deny only queue the decision: the worker decides it in the database, exactly once, and
+tells a losing click who decided first. Everything else is one `workflows.access` call in one
+transaction; the domain re-checks who may do it, whatever the button said.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt import App
+from sqlmodel import Session, col, select
+
+from workflows import access, inventory
+from workflows.details import field_errors
+from workflows.enums import GrantStatus
+from workflows.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
+from workflows.models import Asset, Grant
+
+from bot.context import BotContext
+from bot.forms import metadata, modal_errors, read_metadata, request_input_from_view, state_values
+from bot.ids import AccessBlock, Action, Callback
+from bot.listeners.common import (
+    UNEXPECTED, actor_for, answer_errors, change, channel_of, ephemeral, in_modal, read, record_id, responder,
+    tell,
+)
+from bot.listeners.modals import open_request
+from bot.views.access import REASON_MAX, deny_modal, my_access_blocks, revoke_modal, revoked_modal
+from bot.views.common import escape, section
+from bot.views.help import help_blocks
+
+log = logging.getLogger("steward.bot")
+BUSY = "Steward is busy, try again in a moment."
+STALE_FORM = "This form is out of date. Close it and start again."
+
+
+def register(app: App, ctx: BotContext) -> None:
+    """Attach the access listeners."""
+
+    @app.action(Action.REQUEST_OPEN)
+    def request_open(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+
+        def run() -> None:
+            asset = read(ctx, lambda s: inventory.get_asset(session=s, asset_id=record_id(action, "an asset")))
+            open_request(ctx, client, trigger_id=body["trigger_id"], asset=asset, channel=channel_of(body),
+                         push=in_modal(body))
+
+        answer_errors(responder(body, respond, client), run)
+
+    @app.view(Callback.REQUEST_ACCESS)
+    def submit_request(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
+        _file_request(ctx, ack, body, view, client)
+
+    @app.action(Action.APPROVE)
+    def approve(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        answer = responder(body, respond, client)
+
+        def run() -> None:
+            queued = ctx.enqueue_decision(request_id=record_id(action, "a request"), approver_id=body["user"]["id"],
+                                          outcome=access.APPROVE, reason="", channel=channel_of(body))
+            if not queued:
+                answer(response_type="ephemeral", replace_original=False, text=BUSY, blocks=[section(BUSY)])
+
+        answer_errors(answer, run)
+
+    @app.action(Action.DENY_OPEN)
+    def deny_open(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+
+        def run() -> None:
+            request_id = record_id(action, "a request")
+            view = deny_modal(request_id=request_id,
+                              metadata=metadata(request_id=request_id, channel=channel_of(body)))
+            (client.views_push if in_modal(body) else client.views_open)(trigger_id=body["trigger_id"], view=view)
+
+        answer_errors(responder(body, respond, client), run)
+
+    @app.view(Callback.DENY)
+    def submit_deny(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
+        meta = read_metadata(view)
+        reason = _reason(view)
+        problem = _reason_problem(reason, "Say why you deny it.")
+        if not str(meta.get("request_id", "")).isdigit():
+            problem = STALE_FORM
+        if problem:
+            ack(response_action="errors", errors={AccessBlock.REASON: problem})
+            return
+        ack()
+        user_id, channel = body["user"]["id"], meta.get("channel", "")
+        try:
+            queued = ctx.enqueue_decision(request_id=int(meta["request_id"]), approver_id=user_id,
+                                          outcome=access.DENY, reason=reason, channel=channel)
+        except Exception:
+            log.exception("queueing a deny failed")
+            queued = False
+        if not queued:
+            tell(client, user_id=user_id, channel=channel, text=f":warning: {BUSY} Your denial was not recorded.")
+
+    @app.action(Action.EXTEND_GRANT)
+    def extend(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        answer = responder(body, respond, client)
+
+        def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
+            request = change(ctx, lambda s: access.request_extension(
+                session=s, grant_id=record_id(action, "access"), actor=actor, now=ctx.clock(), policy=ctx.policy,
+                members_of=ctx.members_of))
+            text = (f":repeat: Asked for an extension (request #{request.id}). Steward tells you when it is "
+                    "decided.")
+            answer(response_type="ephemeral", replace_original=False, text=text, blocks=[section(text)])
+
+        answer_errors(answer, run)
+
+    @app.action(Action.RELEASE_GRANT)
+    def release(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        _change_my_access(ctx, body, respond, client, lambda s, actor: access.release_grant(
+            session=s, grant_id=record_id(action, "access"), actor=actor, now=ctx.clock()))
+
+    @app.action(Action.CANCEL_REQUEST)
+    def cancel(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        _change_my_access(ctx, body, respond, client, lambda s, actor: access.cancel_request(
+            session=s, request_id=record_id(action, "a request"), actor=actor, now=ctx.clock()))
+
+    @app.action(Action.REVOKE_OPEN)
+    def revoke_open(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+
+        def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
+            grant, asset = read(ctx, lambda s: _revocable(ctx, s, record_id(action, "access"), actor))
+            view = revoke_modal(grant=grant, asset=asset,
+                                metadata=metadata(grant_id=grant.id, channel=channel_of(body)))
+            (client.views_push if in_modal(body) else client.views_open)(trigger_id=body["trigger_id"], view=view)
+
+        answer_errors(responder(body, respond, client), run)
+
+    @app.view(Callback.REVOKE)
+    def submit_revoke(ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = read_metadata(view)
+        reason = _reason(view)
+        problem = _reason_problem(reason, "Say why you revoke it.")
+        if not str(meta.get("grant_id", "")).isdigit():
+            problem = STALE_FORM
+        if problem:
+            ack(response_action="errors", errors={AccessBlock.REASON: problem})
+            return
+        try:
+            actor = actor_for(ctx, body["user"]["id"])
+            grant = change(ctx, lambda s: access.revoke_grant(session=s, grant_id=int(meta["grant_id"]), actor=actor,
+                                                              reason=reason, now=ctx.clock(), policy=ctx.policy))
+        except InvalidInput as exc:
+            ack(response_action="errors", errors=modal_errors(exc.field_errors, view, fallback=AccessBlock.REASON,
+                                                               message=str(exc)))
+        except DomainError as exc:
+            ack(response_action="errors", errors={AccessBlock.REASON: str(exc)})
+        except Exception:
+            log.exception("revoking access failed")
+            ack(response_action="errors", errors={AccessBlock.REASON: UNEXPECTED})
+        else:
+            ack(response_action="update", view=revoked_modal(grant=grant))
+
+
+# ---- commands --------------------------------------------------------------------------------------
+
+
+def request_command(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward request <slug>`: open the request modal."""
+    if not arg:
+        ephemeral(respond, help_blocks(intro="Which asset? Try `/steward request fraud-scorer`."), "Which asset?")
+        return
+    asset = read(ctx, lambda s: inventory.find_asset(session=s, slug=arg.split()[0]))
+    open_request(ctx, client, trigger_id=command["trigger_id"], asset=asset, channel=command.get("channel_id", ""))
+
+
+def access_command(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
+    """`/steward access`: my grants and pending requests, with Release and Cancel."""
+    ephemeral(respond, read(ctx, lambda s: access_list(s, command["user_id"])), "Your access")
+
+
+def access_list(session: Session, user_id: str) -> list[dict[str, Any]]:
+    """The `/steward access` blocks for one user, from current state."""
+    grants, requests = access.my_access(session=session, user_id=user_id)
+    ids = {g.asset_id for g in grants} | {r.asset_id for r in requests}
+    assets = {a.id: a for a in session.exec(select(Asset).where(col(Asset.id).in_(ids))).all()} if ids else {}
+    return my_access_blocks(grants=grants, requests=requests, assets=assets)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+
+def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
+    """Validate and check before the ack (so problems become field errors), then file after it."""
+    meta = read_metadata(view)
+    user_id = body["user"]["id"]
+    if not str(meta.get("asset_id", "")).isdigit():
+        ack(response_action="errors", errors={AccessBlock.LEVEL: STALE_FORM})
+        return
+    asset_id = int(meta["asset_id"])
+    try:
+        data = access.RequestInput.model_validate(request_input_from_view(view))
+    except ValidationError as exc:
+        ack(response_action="errors", errors=modal_errors(field_errors(exc), view, fallback=AccessBlock.LEVEL,
+                                                           message="Check the form."))
+        return
+    try:
+        read(ctx, lambda s: access.check_requestable(session=s, asset=inventory.get_asset(session=s, asset_id=asset_id),
+                                                     data=data, requester_id=user_id, policy=ctx.policy))
+    except InvalidInput as exc:
+        ack(response_action="errors", errors=modal_errors(exc.field_errors, view, fallback=AccessBlock.LEVEL,
+                                                           message=str(exc)))
+        return
+    except Conflict as exc:
+        ack(response_action="errors", errors=modal_errors({exc.field or "": str(exc)}, view,
+                                                           fallback=AccessBlock.LEVEL, message=str(exc)))
+        return
+    except DomainError as exc:
+        ack(response_action="errors", errors={AccessBlock.LEVEL: str(exc)})
+        return
+    except Exception:
+        log.exception("checking an access request failed")
+        ack(response_action="errors", errors={AccessBlock.LEVEL: UNEXPECTED})
+        return
+    ack()
+    # After the ack: routing asks Slack who is in each group, and the request is one transaction.
+    # The requester hears back through the outbox ("request_filed"); only a failure is told here.
+    channel = meta.get("channel", "")
+    try:
+        requester = actor_for(ctx, user_id)
+        change(ctx, lambda s: access.request_access(
+            session=s, asset_id=asset_id, data=data, requester=requester, now=ctx.clock(), policy=ctx.policy,
+            members_of=ctx.members_of, reply_channel=channel))
+    except DomainError as exc:
+        tell(client, user_id=user_id, channel=channel,
+             text=f":warning: Your access request was not filed: {escape(str(exc))}")
+    except Exception:
+        log.exception("filing an access request failed")
+        tell(client, user_id=user_id, channel=channel, text=f":warning: {UNEXPECTED}")
+
+
+def _change_my_access(ctx: BotContext, body: dict[str, Any], respond, client, fn) -> None:
+    """Run a Release or Cancel, then redraw `/steward access` in place."""
+    user_id = body["user"]["id"]
+    answer = responder(body, respond, client)
+
+    def run() -> None:
+        actor = actor_for(ctx, user_id)
+
+        def do(session: Session) -> list[dict[str, Any]]:
+            fn(session, actor)
+            return access_list(session, user_id)
+
+        blocks = change(ctx, do)
+        answer(response_type="ephemeral", replace_original=True, text="Your access", blocks=blocks)
+
+    answer_errors(answer, run)
+
+
+def _revocable(ctx: BotContext, session: Session, grant_id: int, actor) -> tuple[Grant, Asset]:
+    """The grant and its asset, if it is active and the actor may revoke it (checked again on submit)."""
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise NotFound(f"No grant has id {grant_id}.")
+    asset = inventory.get_asset(session=session, asset_id=grant.asset_id)
+    if not inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy):
+        raise NotAllowed(f"Only the owner of {asset.slug} or a Steward admin can revoke access.")
+    if grant.status != GrantStatus.ACTIVE:
+        raise Conflict(f"This access has already {'been revoked' if grant.status == GrantStatus.REVOKED else 'expired'}.")
+    return grant, asset
+
+
+def _reason(view: dict[str, Any]) -> str:
+    return str(state_values(view).get(AccessBlock.REASON) or "").strip()
+
+
+def _reason_problem(reason: str, missing: str) -> str | None:
+    if not reason:
+        return missing
+    if len(reason) > REASON_MAX:
+        return f"Keep this to {REASON_MAX} characters or fewer."
+    return None
