@@ -10,6 +10,7 @@ from workflows.enums import AssetKind
 from workflows.lineage import FORM_EDGES
 
 from bot.ids import DETAIL_PREFIX, AccessBlock, Block, RiskBlock, detail_block, edge_block
+from bot.views.access import EMERGENCY
 from bot.views.classify import EXEMPTION, YES
 
 _COMMON_TEXT = (Block.NAME, Block.SLUG, Block.DESCRIPTION, Block.TEAM, Block.LOCATION, Block.VERSION,
@@ -97,6 +98,7 @@ def request_input_from_view(view: dict[str, Any]) -> dict[str, Any]:
         AccessBlock.LEVEL.value: values.get(AccessBlock.LEVEL) or "",
         AccessBlock.DURATION.value: values.get(AccessBlock.DURATION) or "",
         AccessBlock.JUSTIFICATION.value: values.get(AccessBlock.JUSTIFICATION) or "",
+        AccessBlock.EMERGENCY.value: EMERGENCY in (values.get(AccessBlock.EMERGENCY) or []),
     }
 
 

@@ -48,6 +48,7 @@ class Action(StrEnum):
     RELEASE_GRANT = "access_release"        # value: grant id
     EXTEND_GRANT = "access_extend"          # value: grant id
     REVOKE_OPEN = "access_revoke_open"      # value: grant id
+    CONFIRM_EMERGENCY = "access_emergency_confirm"  # value: request id (the owner's "Looks right")
     VALUE = "value"  # the single element inside each input block
 
 
@@ -86,6 +87,7 @@ class AccessBlock(StrEnum):
     LEVEL = "level"
     DURATION = "duration_hours"
     JUSTIFICATION = "justification"
+    EMERGENCY = "emergency"  # the break-glass checkbox
     REASON = "reason"
 
 

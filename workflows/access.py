@@ -44,6 +44,7 @@ GRANT_TRANSITIONS: dict[GrantStatus, frozenset[GrantStatus]] = {
 DATA_LINEAGE = (EdgeType.USES, EdgeType.TRAINED_ON, EdgeType.DERIVED_FROM)
 SENSITIVE = frozenset({Sensitivity.CONFIDENTIAL, Sensitivity.RESTRICTED})
 APPROVE, DENY = "approve", "deny"
+SYSTEM_ACTOR = "steward"  # the actor recorded for what Steward does on its own (expiry, escalation)
 REASON_MAX = 1000  # the length of Decision.reason, resolution_note and Grant.end_reason
 Members = Callable[[str], frozenset[str]]
 
@@ -152,14 +153,28 @@ def _label(group: str) -> str:
 
 def data_owners_of(*, session: Session, asset: Asset) -> frozenset[str]:
     """Owners of every sensitive dataset upstream of a model or system (trained_on, derived_from, uses)."""
-    if asset.kind not in (AssetKind.MODEL, AssetKind.SYSTEM, AssetKind.DATASET, AssetKind.ALGORITHM):
-        return frozenset()
-    upstream = lineage.upstream_ids(session=session, start=[asset.id], types=DATA_LINEAGE, include_start=False)
-    datasets = session.exec(select(Asset).where(col(Asset.id).in_(upstream), Asset.kind == AssetKind.DATASET)).all()
-    return frozenset(d.owner_id for d in datasets if d.sensitivity in SENSITIVE or d.contains_personal_data)
+    return frozenset(d.owner_id for d in sensitive_upstream(session=session, asset=asset))
 
 
 # ---- requesting ----------------------------------------------------------------------------------
+
+
+def lock_asset_for_filing(session: Session, asset_id: int) -> None:
+    """Serialise filing per asset, or two submissions at once would both pass the duplicate check.
+
+    NO KEY UPDATE, so grants and requests that merely reference the asset are not blocked, and it is
+    taken before the decision log's lock, in the same order as asset edits.
+    """
+    session.exec(select(Asset.id).where(Asset.id == asset_id).with_for_update(key_share=True)).first()
+
+
+def sensitive_upstream(*, session: Session, asset: Asset) -> list[Asset]:
+    """Datasets upstream of an asset (uses, trained_on, derived_from) that are confidential, restricted
+    or hold personal data: the data whose owners must approve access."""
+    upstream = lineage.upstream_ids(session=session, start=[asset.id], types=DATA_LINEAGE, include_start=False)
+    datasets = session.exec(select(Asset).where(col(Asset.id).in_(upstream), Asset.kind == AssetKind.DATASET)
+                            .order_by(Asset.slug)).all()
+    return [d for d in datasets if d.sensitivity in SENSITIVE or d.contains_personal_data]
 
 
 def check_requestable(*, session: Session, asset: Asset, data: RequestInput, requester_id: str,
@@ -174,6 +189,11 @@ def check_requestable(*, session: Session, asset: Asset, data: RequestInput, req
     if data.duration_hours > limit:
         message = f"At most {_duration(limit)} for this asset."
         raise InvalidInput(message, field_errors={"duration_hours": message})
+    if data.emergency and session.exec(select(Grant.id).where(
+            Grant.asset_id == asset.id, Grant.grantee_id == requester_id, Grant.emergency,
+            Grant.status == GrantStatus.ACTIVE)).first():
+        message = f"You already hold emergency access to {asset.slug}; it must end before you break glass again."
+        raise Conflict(message, field="emergency")
     duplicate = session.exec(select(AccessRequest).where(
         AccessRequest.asset_id == asset.id, AccessRequest.requester_id == requester_id,
         AccessRequest.level == data.level, AccessRequest.status == RequestStatus.PENDING)).first()
@@ -187,9 +207,7 @@ def request_access(*, session: Session, asset_id: int, data: RequestInput, reque
                    renews_grant_id: int | None = None) -> AccessRequest:
     """File a request, route it, and DM every approver."""
     asset = get_asset(session=session, asset_id=asset_id)
-    # Filing is serialised per asset, or two submissions at once would both pass the duplicate check.
-    # NO KEY UPDATE, so grants and requests that merely reference the asset are not blocked.
-    session.exec(select(Asset.id).where(Asset.id == asset.id).with_for_update(key_share=True)).first()
+    lock_asset_for_filing(session, asset.id)
     check_requestable(session=session, asset=asset, data=data, requester_id=requester.user_id, policy=policy)
     plans = plan_steps(policy=policy, tier=asset.effective_tier, owner_id=asset.owner_id,
                        data_owners=data_owners_of(session=session, asset=asset), requester_id=requester.user_id,
@@ -291,13 +309,15 @@ def _approve_all(session: Session, request: AccessRequest, *, approver_id: str, 
 
 
 def approve_without_steps(session: Session, request: AccessRequest, *, approver_id: str, now: datetime,
-                          note: str = "") -> Grant:
+                          note: str = "", tell_requester: bool = True) -> Grant:
     """Approve a pending request outright and grant it (the last step, or break-glass)."""
     _resolve(session, request, RequestStatus.APPROVED, by=approver_id, note=note, now=now)
     grant = _grant_for(session, request, now)
     log_request(session, request, "access.granted", actor=approver_id, now=now, subject=grant,
-         after={"grantee": grant.grantee_id, "level": grant.level.value, "expires_at": grant.expires_at.isoformat()})
-    _tell_requester(session, request, "request_approved", now)
+                after={"grantee": grant.grantee_id, "level": grant.level.value,
+                       "expires_at": grant.expires_at.isoformat()})
+    if tell_requester:
+        _tell_requester(session, request, "request_approved", now)
     return grant
 
 
@@ -373,8 +393,25 @@ def _pending_for_update(session: Session, request_id: int) -> AccessRequest:
     if request is None:
         raise NotFound(f"No access request has id {request_id}.")
     if request.status != RequestStatus.PENDING:
-        raise AlreadyDecided(f"This request is already {request.status.value}.", decided_by=request.resolved_by)
+        raise AlreadyDecided(_closed_message(request), decided_by=_decider(request))
     return request
+
+
+def _closed_message(request: AccessRequest) -> str:
+    if request.status == RequestStatus.EXPIRED:
+        return "This request expired without a decision."
+    if request.status == RequestStatus.CANCELLED and request.resolved_by == SYSTEM_ACTOR:
+        return f"This request was withdrawn: {request.resolution_note}."
+    if request.status == RequestStatus.CANCELLED:
+        return "The requester cancelled this request."
+    return f"This request is already {request.status.value}."
+
+
+def _decider(request: AccessRequest) -> str:
+    # Only a person's decision names someone; expiry and cancellation are not "decided by" anyone.
+    if request.status in (RequestStatus.APPROVED, RequestStatus.DENIED) and request.resolved_by != SYSTEM_ACTOR:
+        return request.resolved_by
+    return ""
 
 
 # ---- grants --------------------------------------------------------------------------------------
@@ -409,12 +446,12 @@ def expire_grant(*, session: Session, grant_id: int, now: datetime) -> Grant | N
     grant = _grant_for_update(session, grant_id)
     if grant.status != GrantStatus.ACTIVE or grant.expires_at > now:
         return None
-    _end_grant(session, grant, GrantStatus.EXPIRED, by="steward", reason="expired", now=now)
+    _end_grant(session, grant, GrantStatus.EXPIRED, by=SYSTEM_ACTOR, reason="expired", now=now)
     return grant
 
 
 def request_extension(*, session: Session, grant_id: int, actor: Actor, now: datetime, policy: Policy,
-                      members_of: Members) -> AccessRequest:
+                      members_of: Members, reply_channel: str = "") -> AccessRequest:
     """File a renewal of an active grant; it goes through the same approval."""
     grant = _grant_for_update(session, grant_id)
     if actor.user_id != grant.grantee_id:
@@ -425,10 +462,15 @@ def request_extension(*, session: Session, grant_id: int, actor: Actor, now: dat
     data = RequestInput(level=grant.level, duration_hours=original.duration_hours if original else 24,
                         justification=f"Extension of grant #{grant.id}: {original.justification if original else ''}"[:1000])
     return request_access(session=session, asset_id=grant.asset_id, data=data, requester=actor, now=now,
-                          policy=policy, members_of=members_of, renews_grant_id=grant.id)
+                          policy=policy, members_of=members_of, renews_grant_id=grant.id,
+                          reply_channel=reply_channel)
 
 
 def _end_grant(session: Session, grant: Grant, target: GrantStatus, *, by: str, reason: str, now: datetime) -> None:
+    if grant.status != GrantStatus.ACTIVE:
+        ended = "expired" if grant.status == GrantStatus.EXPIRED else "been revoked"
+        raise AlreadyDecided(f"This access has already {ended}.",
+                             decided_by=grant.ended_by if grant.ended_by != SYSTEM_ACTOR else "")
     check_grant_transition(grant.status, target)
     moved = session.execute(
         update(Grant).where(Grant.id == grant.id, Grant.status == GrantStatus.ACTIVE)
@@ -439,6 +481,24 @@ def _end_grant(session: Session, grant: Grant, target: GrantStatus, *, by: str, 
     _log_grant(session, grant, f"grant.{target.value}", actor=by, now=now, after={"reason": reason})
     add_message(session=session, method=OutboxMethod.DM, user=grant.grantee_id, now=now, topic=f"grant:{grant.id}",
                 payload={"template": f"grant_{target.value}", "grant_id": grant.id})
+    if target == GrantStatus.REVOKED:
+        _cancel_renewals(session, grant, now)
+    if grant.emergency:
+        # The security alert and the owner's review show whether the emergency access still stands.
+        request = session.get(AccessRequest, grant.request_id)
+        if request is not None:
+            redraw(session, request, now)
+
+
+def _cancel_renewals(session: Session, grant: Grant, now: datetime) -> None:
+    # Revoked access must not come back through an extension approved later. (An expired grant keeps its
+    # pending extension: approving it late gives the grantee fresh access, as they asked in time.)
+    renewals = session.exec(select(AccessRequest).where(AccessRequest.renews_grant_id == grant.id,
+                                                        AccessRequest.status == RequestStatus.PENDING)
+                            .with_for_update()).all()
+    for renewal in renewals:
+        _resolve(session, renewal, RequestStatus.CANCELLED, by=SYSTEM_ACTOR,
+                 note="the access it would extend was revoked", now=now)
 
 
 def _grant_for_update(session: Session, grant_id: int) -> Grant:

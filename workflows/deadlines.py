@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from workflows import audit
-from workflows.access import Members, _dm, _fallback, _resolve, _steps, _tell_requester, expire_grant
+from workflows.access import SYSTEM_ACTOR, Members, _dm, _fallback, _resolve, _steps, _tell_requester, expire_grant
 from workflows.errors import InvalidInput
 from workflows.enums import GrantStatus, RequestStatus
 from workflows.models import AccessRequest, ApprovalStep, Asset, Grant
@@ -110,7 +110,7 @@ def expire_request(*, session: Session, request_id: int, now: datetime) -> bool:
     request = _locked_pending(session, request_id)
     if request is None or request.expires_at is None or request.expires_at > now:
         return False
-    _resolve(session, request, RequestStatus.EXPIRED, by="steward", note="no decision in time", now=now)
+    _resolve(session, request, RequestStatus.EXPIRED, by=SYSTEM_ACTOR, note="no decision in time", now=now)
     _tell_requester(session, request, "request_expired", now)
     return True
 
@@ -124,6 +124,10 @@ def warn_grant(*, session: Session, grant_id: int, now: datetime, policy: Policy
         return False
     grant.warned_at = now
     session.add(grant)
+    asset = session.get(Asset, grant.asset_id)
+    audit.append_entry(session=session, actor=SYSTEM_ACTOR, action="grant.expiry_warned", subject_type="grant",
+                       subject_id=grant.id, subject_slug=asset.slug if asset else "",
+                       after={"grantee": grant.grantee_id, "expires_at": grant.expires_at.isoformat()}, now=now)
     add_message(session=session, method=OutboxMethod.DM, user=grant.grantee_id, now=now, topic=f"grant:{grant.id}",
                 payload={"template": "grant_expiring", "grant_id": grant.id})
     return True
@@ -151,6 +155,6 @@ def _ids(session: Session, query, limit: int) -> list[int]:
 
 def _log(session: Session, request: AccessRequest, action: str, *, now: datetime, after: dict) -> None:
     asset = session.get(Asset, request.asset_id)
-    audit.append_entry(session=session, actor="steward", action=action, subject_type="access_request",
+    audit.append_entry(session=session, actor=SYSTEM_ACTOR, action=action, subject_type="access_request",
                        subject_id=request.id, subject_slug=asset.slug if asset else "",
                        after={"request": request.id, **after}, now=now)

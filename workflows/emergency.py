@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from workflows import access
-from workflows.enums import AccessLevel, RequestStatus
+from workflows.enums import AccessLevel, GrantStatus, RequestStatus
 from workflows.errors import InvalidInput, NotAllowed
 from workflows.inventory import Actor, get_asset
 from workflows.models import AccessRequest, Decision, Grant
@@ -21,6 +21,7 @@ def break_glass(*, session: Session, asset_id: int, level: AccessLevel, justific
                 now: datetime, policy: Policy, reply_channel: str = "") -> Grant:
     """Grant emergency access now (at most the policy's hours), alert security and ask the owner to review."""
     asset = get_asset(session=session, asset_id=asset_id)
+    access.lock_asset_for_filing(session, asset.id)
     data = access.parse_request_input({"level": level, "duration_hours": policy.emergency.max_hours,
                                        "justification": justification, "emergency": True})
     access.check_requestable(session=session, asset=asset, data=data, requester_id=requester.user_id,
@@ -33,8 +34,9 @@ def break_glass(*, session: Session, asset_id: int, level: AccessLevel, justific
     access.log_request(session, request, "access.emergency_requested", actor=requester.user_id, now=now,
                        after={"asset": asset.slug, "level": level.value, "justification": data.justification,
                               "hours": data.duration_hours})
+    # The receipt below says what happened; a second "approved" DM would only repeat it.
     grant = access.approve_without_steps(session, request, approver_id=requester.user_id, now=now,
-                                         note="break-glass")
+                                         note="break-glass", tell_requester=False)
     topic = f"request:{request.id}"
     if policy.channels.security:
         add_message(session=session, method=OutboxMethod.POST, channel=policy.channels.security, now=now,
@@ -56,6 +58,13 @@ def confirm_emergency(*, session: Session, request_id: int, actor: Actor, now: d
     is_admin = bool(policy.admin_group and policy.admin_group in actor.groups)
     if actor.user_id != asset.owner_id and not is_admin:
         raise NotAllowed(f"Only the owner of {asset.slug} or a Steward admin reviews its emergency access.")
+    reviewed = session.exec(select(Decision).where(Decision.request_id == request.id,
+                                                   Decision.outcome == CONFIRM)).first()
+    if reviewed:
+        raise access.AlreadyDecided("This emergency access was already reviewed.", decided_by=reviewed.approver_id)
+    grant = session.exec(select(Grant).where(Grant.request_id == request.id)).first()
+    if grant is not None and grant.status == GrantStatus.REVOKED:
+        raise access.AlreadyDecided("This emergency access was already revoked.", decided_by=grant.ended_by)
     decision = access.record_decision(session, request, actor.user_id, CONFIRM, step_id=None, now=now)
     access.log_request(session, request, "access.emergency_reviewed", actor=actor.user_id, now=now,
                        after={"outcome": CONFIRM})

@@ -1,5 +1,6 @@
 """Access requests: asking (command, card button, modal), deciding (Approve and Deny go to a worker),
-extending, releasing, cancelling and revoking, and `/steward access`.
+extending, releasing, cancelling and revoking, break-glass (Emergency ticked, then the owner's Looks right
+or Revoke), and `/steward access`.
 
 Approve and Deny only queue the decision: the worker decides it in the database, exactly once, and
 tells a losing click who decided first. Everything else is one `workflows.access` call in one
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from slack_bolt import App
 from sqlmodel import Session, col, select
 
-from workflows import access, inventory
+from workflows import access, emergency, inventory
 from workflows.details import field_errors
 from workflows.enums import GrantStatus
 from workflows.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
@@ -29,13 +30,16 @@ from bot.listeners.common import (
     tell,
 )
 from bot.listeners.modals import open_request
-from bot.views.access import REASON_MAX, deny_modal, my_access_blocks, revoke_modal, revoked_modal
+from bot.views.access import (
+    REASON_MAX, decision_refused_message, deny_modal, my_access_blocks, revoke_modal, revoked_modal,
+)
 from bot.views.common import escape, section
 from bot.views.help import help_blocks
 
 log = logging.getLogger("steward.bot")
 BUSY = "Steward is busy, try again in a moment."
 STALE_FORM = "This form is out of date. Close it and start again."
+EMERGENCY_WHY = "Say why you need emergency access: security and the owner read it."
 
 
 def register(app: App, ctx: BotContext) -> None:
@@ -66,6 +70,24 @@ def register(app: App, ctx: BotContext) -> None:
                                           outcome=access.APPROVE, reason="", channel=channel_of(body))
             if not queued:
                 answer(response_type="ephemeral", replace_original=False, text=BUSY, blocks=[section(BUSY)])
+
+        answer_errors(answer, run)
+
+    @app.action(Action.CONFIRM_EMERGENCY)
+    def confirm_emergency(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        answer = responder(body, respond, client)
+
+        def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
+            try:
+                # Redrawing the alert and this DM (no buttons, "Reviewed by") is queued in the same change.
+                change(ctx, lambda s: emergency.confirm_emergency(
+                    session=s, request_id=record_id(action, "an emergency access"), actor=actor, now=ctx.clock(),
+                    policy=ctx.policy))
+            except access.AlreadyDecided as exc:
+                refused = decision_refused_message(message=str(exc), decided_by=exc.decided_by)
+                answer(response_type="ephemeral", replace_original=False, **refused)
 
         answer_errors(answer, run)
 
@@ -155,8 +177,8 @@ def register(app: App, ctx: BotContext) -> None:
             return
         try:
             actor = actor_for(ctx, body["user"]["id"])
-            grant = change(ctx, lambda s: access.revoke_grant(session=s, grant_id=int(meta["grant_id"]), actor=actor,
-                                                              reason=reason, now=ctx.clock(), policy=ctx.policy))
+            grant = change(ctx, lambda s: _revoke(ctx, s, grant_id=int(meta["grant_id"]), actor=actor,
+                                                  reason=reason))
         except InvalidInput as exc:
             ack(response_action="errors", errors=modal_errors(exc.field_errors, view, fallback=AccessBlock.REASON,
                                                                message=str(exc)))
@@ -173,12 +195,15 @@ def register(app: App, ctx: BotContext) -> None:
 
 
 def request_command(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
-    """`/steward request <slug>`: open the request modal."""
+    """`/steward request <slug> [--emergency]`: open the request modal (Emergency ticked if asked)."""
     if not arg:
         ephemeral(respond, help_blocks(intro="Which asset? Try `/steward request fraud-scorer`."), "Which asset?")
         return
-    asset = read(ctx, lambda s: inventory.find_asset(session=s, slug=arg.split()[0]))
-    open_request(ctx, client, trigger_id=command["trigger_id"], asset=asset, channel=command.get("channel_id", ""))
+    words = arg.split()
+    emergency_asked = any(word.lower() in ("--emergency", "emergency") for word in words[1:])
+    asset = read(ctx, lambda s: inventory.find_asset(session=s, slug=words[0]))
+    open_request(ctx, client, trigger_id=command["trigger_id"], asset=asset, channel=command.get("channel_id", ""),
+                 emergency=emergency_asked)
 
 
 def access_command(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
@@ -205,10 +230,16 @@ def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, An
         ack(response_action="errors", errors={AccessBlock.LEVEL: STALE_FORM})
         return
     asset_id = int(meta["asset_id"])
+    raw = request_input_from_view(view)
+    if raw["emergency"]:
+        raw["duration_hours"] = ctx.policy.emergency.max_hours  # break-glass lasts the policy's hours, no more
     try:
-        data = access.RequestInput.model_validate(request_input_from_view(view))
+        data = access.RequestInput.model_validate(raw)
     except ValidationError as exc:
-        ack(response_action="errors", errors=modal_errors(field_errors(exc), view, fallback=AccessBlock.LEVEL,
+        errors = field_errors(exc)
+        if raw["emergency"] and "justification" in errors and not str(raw["justification"]).strip():
+            errors["justification"] = EMERGENCY_WHY
+        ack(response_action="errors", errors=modal_errors(errors, view, fallback=AccessBlock.LEVEL,
                                                            message="Check the form."))
         return
     try:
@@ -235,15 +266,26 @@ def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, An
     channel = meta.get("channel", "")
     try:
         requester = actor_for(ctx, user_id)
-        change(ctx, lambda s: access.request_access(
-            session=s, asset_id=asset_id, data=data, requester=requester, now=ctx.clock(), policy=ctx.policy,
-            members_of=ctx.members_of, reply_channel=channel))
+        if data.emergency:
+            change(ctx, lambda s: emergency.break_glass(
+                session=s, asset_id=asset_id, level=data.level, justification=data.justification,
+                requester=requester, now=ctx.clock(), policy=ctx.policy, reply_channel=channel))
+        else:
+            change(ctx, lambda s: access.request_access(
+                session=s, asset_id=asset_id, data=data, requester=requester, now=ctx.clock(), policy=ctx.policy,
+                members_of=ctx.members_of, reply_channel=channel))
     except DomainError as exc:
-        tell(client, user_id=user_id, channel=channel,
-             text=f":warning: Your access request was not filed: {escape(str(exc))}")
+        what = "emergency access was not granted" if data.emergency else "access request was not filed"
+        tell(client, user_id=user_id, channel=channel, text=f":warning: Your {what}: {escape(str(exc))}")
     except Exception:
         log.exception("filing an access request failed")
         tell(client, user_id=user_id, channel=channel, text=f":warning: {UNEXPECTED}")
+
+
+def _revoke(ctx: BotContext, session: Session, *, grant_id: int, actor, reason: str) -> Grant:
+    """Revoke a grant (a break-glass grant's alert and review are redrawn by the domain)."""
+    return access.revoke_grant(session=session, grant_id=grant_id, actor=actor, reason=reason, now=ctx.clock(),
+                               policy=ctx.policy)
 
 
 def _change_my_access(ctx: BotContext, body: dict[str, Any], respond, client, fn) -> None:

@@ -67,10 +67,11 @@ def ensure_requestable(ctx: BotContext, asset: Asset) -> list[int]:
 
 
 def open_request(ctx: BotContext, client, *, trigger_id: str, asset: Asset, channel: str = "",
-                 push: bool = False) -> None:
-    """Open the access request modal for an asset that can be requested."""
+                 push: bool = False, emergency: bool = False) -> None:
+    """Open the access request modal for an asset that can be requested (Emergency ticked if asked)."""
     durations = ensure_requestable(ctx, asset)
     view = request_modal(asset=asset, durations_days=durations,
                          approval_steps=ctx.policy.tier(asset.effective_tier).approvers,
-                         metadata=metadata(asset_id=asset.id, channel=channel))
+                         metadata=metadata(asset_id=asset.id, channel=channel),
+                         emergency_hours=ctx.policy.emergency.max_hours, emergency=emergency)
     (client.views_push if push else client.views_open)(trigger_id=trigger_id, view=view)

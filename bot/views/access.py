@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.enums import AccessLevel, GrantStatus, RequestStatus
+from workflows.enums import AccessLevel, GrantStatus, RequestStatus, RiskTier
 from workflows.models import AccessRequest, ApprovalStep, Asset, Grant
 from workflows.policy import DATA_OWNERS, OWNER
 
@@ -23,6 +23,7 @@ from bot.views.common import (
 )
 
 REASON_MAX = 1000
+EMERGENCY = "emergency"  # the value of the ticked break-glass checkbox
 APPROVERS_SHOWN = 5
 UPSTREAM_SHOWN = 8
 LIST_SHOWN = 20
@@ -50,22 +51,38 @@ class RequestFacts:
 
 
 def request_modal(*, asset: Asset, durations_days: list[int], approval_steps: list[str],
-                  metadata: str) -> dict[str, Any]:
-    """The request form: level, a duration the asset's tier allows, and a justification."""
+                  metadata: str, emergency_hours: int | None = None, emergency: bool = False) -> dict[str, Any]:
+    """The request form: level, a duration the asset's tier allows, and a justification; with
+    `emergency_hours`, also the break-glass checkbox (ticked when `emergency`), never for prohibited assets."""
     levels = [option(level.value.capitalize(), level.value, LEVEL_HELP[level]) for level in AccessLevel]
     durations = [option(duration_label(days * 24), str(days * 24)) for days in durations_days]
     steps = ", then ".join(step_label(s).lower() for s in approval_steps) or "nobody (granted at once)"
+    blocks: list[Block] = [
+        section(f"{asset_line(asset)}\nOwner {user(asset.owner_id)} · approved by {steps}"),
+        _select(AccessBlock.LEVEL, "Access level", levels),
+        _select(AccessBlock.DURATION, "For how long", durations),
+        _reason_input(AccessBlock.JUSTIFICATION, "Justification",
+                      "What you need it for, and why at this level."),
+    ]
+    if emergency_hours and asset.effective_tier != RiskTier.PROHIBITED:
+        blocks.append(emergency_checkbox(emergency_hours, ticked=emergency))
     return {
         "type": "modal", "callback_id": Callback.REQUEST_ACCESS, "title": plain("Request access", 24),
         "submit": plain("Request", 24), "close": plain("Cancel", 24), "private_metadata": metadata,
-        "blocks": [
-            section(f"{asset_line(asset)}\nOwner {user(asset.owner_id)} · approved by {steps}"),
-            _select(AccessBlock.LEVEL, "Access level", levels),
-            _select(AccessBlock.DURATION, "For how long", durations),
-            _reason_input(AccessBlock.JUSTIFICATION, "Justification",
-                          "What you need it for, and why at this level."),
-        ],
+        "blocks": blocks,
     }
+
+
+def emergency_checkbox(hours: int, *, ticked: bool = False) -> Block:
+    """The break-glass checkbox of the request form, with what ticking it does."""
+    choice = option("Emergency (break-glass)", EMERGENCY)
+    element: dict[str, Any] = {"type": "checkboxes", "action_id": Action.VALUE, "options": [choice]}
+    if ticked:
+        element["initial_options"] = [choice]
+    hint = (f"Grants access at once for at most {duration_label(hours)} (the duration above is ignored), "
+            "alerts security and asks the owner to review it. Only for a real emergency; say why above.")
+    return {"type": "input", "block_id": AccessBlock.EMERGENCY, "optional": True, "label": plain("Emergency", 2000),
+            "element": element, "hint": plain(hint, 2000)}
 
 
 def deny_modal(*, request_id: int, metadata: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ COMMANDS = [
     ("/steward edit <slug>", "Edit an asset you own."),
     ("/steward mine", "List the assets you own and the reviews you have due."),
     ("/steward request <slug>", "Ask for access to an asset; the approvers its risk tier needs are asked for you."),
+    ("/steward request <slug> --emergency",
+     "Break-glass: access at once for a few hours; security is alerted and the owner reviews it."),
     ("/steward access", "List your access and pending requests, to release or cancel them."),
     ("/steward help", "Show this help."),
 ]

@@ -15,13 +15,16 @@ from sqlmodel import Session, col, select
 from workflows import lineage
 from workflows.access import DATA_LINEAGE, SENSITIVE, steps_of
 from workflows.enums import AssetKind
-from workflows.models import AccessRequest, Asset, Grant
+from workflows.emergency import CONFIRM
+from workflows.models import AccessRequest, Asset, Decision, Grant, OutboxMessage
+from workflows.outbox import OutboxMethod
 
 from bot.ids import Action
 from bot.views.access import (
     RequestFacts, approval_message, decision_refused_message, grant_news, request_filed_message, requester_news,
 )
 from bot.views.assets import asset_line
+from bot.views.emergency import EmergencyFacts, emergency_alert, emergency_filed, emergency_review
 from bot.views.common import Block, actions, button, section, user
 
 REDRAW = "redraw"
@@ -115,7 +118,31 @@ def _approval(session: Session, payload: dict[str, Any], *, reminder: bool = Fal
 
 def _filed(session: Session, payload: dict[str, Any]) -> Content:
     facts = request_facts(session, payload["request_id"])
+    if facts and facts.request.emergency:
+        return emergency_filed(emergency_facts(session, facts.request.id))
     return request_filed_message(facts) if facts else _GONE
+
+
+def emergency_facts(session: Session, request_id: int) -> EmergencyFacts | None:
+    """A break-glass request with its grant, the first owner review, and whether security was alerted."""
+    request = session.get(AccessRequest, request_id)
+    asset = session.get(Asset, request.asset_id) if request else None
+    if request is None or asset is None:
+        return None
+    grant = session.exec(select(Grant).where(Grant.request_id == request.id)).first()
+    review = session.exec(select(Decision).where(Decision.request_id == request.id, Decision.outcome == CONFIRM)
+                          .order_by(col(Decision.decided_at), col(Decision.id))).first()
+    posts = session.exec(select(OutboxMessage).where(OutboxMessage.topic == f"request:{request.id}",
+                                                     OutboxMessage.method == OutboxMethod.POST)).all()
+    alerted = any(row.payload.get("template") == "emergency_alert" for row in posts)
+    return EmergencyFacts(request=request, asset=asset, grant=grant, review=review, alerted=alerted)
+
+
+def _emergency(draw: Callable[[EmergencyFacts], Content]) -> Callable[[Session, dict[str, Any]], Content]:
+    def render(session: Session, payload: dict[str, Any]) -> Content:
+        facts = emergency_facts(session, payload["request_id"])
+        return draw(facts) if facts else _GONE
+    return render
 
 
 def _news(session: Session, payload: dict[str, Any]) -> Content:
@@ -153,4 +180,6 @@ _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "grant_expired": _grant,
     "grant_revoked": _grant,
     "decision_refused": _refused,
+    "emergency_alert": _emergency(emergency_alert),
+    "emergency_review": _emergency(emergency_review),
 }

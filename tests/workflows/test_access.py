@@ -41,13 +41,13 @@ from tests.factories import (
     row_counts,
 )
 from workflows import access, deadlines
-from workflows.access import AlreadyDecided, IllegalTransition
+from workflows.access import AlreadyDecided
 from workflows.classification import classify_system as classify_with_questionnaire
 from workflows.db import transaction
 from workflows.enums import AccessLevel, GrantStatus, RequestStatus, RiskTier
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from workflows.inventory import Actor
-from workflows.models import Decision, Grant
+from workflows.models import Asset, Decision, Grant
 from workflows.risk import RiskAnswers
 
 U3 = "U0PERSON3"
@@ -483,7 +483,8 @@ def test_only_the_requester_can_cancel(engine, two_step, now, model):
     assert (stored.status, stored.resolved_by) == (RequestStatus.CANCELLED, REQUESTER)
     assert log_actions(engine, after_seq=seq) == ["access.cancelled"]
     error = _refused(engine, AlreadyDecided, lambda: approve_request(engine, request, OWNER, now=now))
-    assert error.decided_by == REQUESTER
+    # A cancellation is nobody's decision: the click is told what happened instead of "decided by".
+    assert (error.decided_by, str(error)) == ("", "The requester cancelled this request.")
     _refused(engine, AlreadyDecided, lambda: cancel(REQUESTER))
 
 
@@ -512,7 +513,8 @@ def test_the_owner_or_an_admin_revokes_a_grant_with_a_reason(engine, policy, now
         ("dm", REQUESTER, f"grant:{grant.id}", "grant_revoked")]
     with transaction(engine) as session:
         assert access.active_grants(session=session, asset_id=model.id) == []
-    _refused(engine, IllegalTransition, lambda: _revoke(engine, grant, actor, policy=policy, now=now))
+    error = _refused(engine, AlreadyDecided, lambda: _revoke(engine, grant, actor, policy=policy, now=now))
+    assert str(error) == "This access has already been revoked."
     assert chain_ok(engine)
 
 
@@ -552,7 +554,7 @@ def test_only_the_grantee_releases_a_grant(engine, policy, now, model):
     assert (stored.status, stored.ended_by, stored.end_reason) == (GrantStatus.REVOKED, REQUESTER,
                                                                    "released by the grantee")
     assert log_actions(engine, after_seq=seq) == ["grant.revoked"]
-    _refused(engine, IllegalTransition, lambda: release(REQUESTER))
+    _refused(engine, AlreadyDecided, lambda: release(REQUESTER))
 
 
 def _extend(engine, grant, user, *, policy, now):
@@ -653,3 +655,41 @@ def test_tier_is_read_from_the_asset_when_the_request_is_filed(engine, policy, n
     later = make_request(engine, model, policy=policy, now=now, level="use")
     assert [s.group for s in request_steps(engine, later)] == ["owner", "security"]
     assert reload(engine, model).effective_tier == RiskTier.HIGH
+
+
+# ---- follow-ups: revoked access stays revoked, warnings are on record ------------------------------
+
+
+def test_revoking_a_grant_withdraws_its_pending_extension(engine, policy, now, model):
+    grant = make_grant(engine, model, policy=policy, now=now)
+    with transaction(engine) as session:
+        renewal = access.request_extension(session=session, grant_id=grant.id, actor=Actor(REQUESTER), now=now,
+                                           policy=policy, members_of=members())
+    _revoke(engine, grant, Actor(OWNER), policy=policy, now=now)
+    stored = reload_request(engine, renewal)
+    assert (stored.status, stored.resolved_by) == (RequestStatus.CANCELLED, "steward")
+    error = _refused(engine, AlreadyDecided, lambda: approve_request(engine, renewal, OWNER, now=now))
+    assert str(error) == "This request was withdrawn: the access it would extend was revoked."
+    assert error.decided_by == ""
+    assert chain_ok(engine)
+
+
+def test_an_expiry_warning_is_on_the_decision_log(engine, policy, now, model):
+    from workflows.deadlines import warn_grant
+
+    grant = make_grant(engine, model, policy=policy, now=now, duration_hours=24)
+    seq = len(log_entries(engine))
+    with transaction(engine) as session:
+        assert warn_grant(session=session, grant_id=grant.id, now=now + timedelta(hours=1), policy=policy)
+    assert log_actions(engine, after_seq=seq) == ["grant.expiry_warned"]
+
+
+def test_sensitive_upstream_lists_the_datasets_whose_owners_approve(engine, policy, now):
+    public = make_asset(engine, policy=policy, now=now, name="Public stats", sensitivity="public")
+    secret = make_asset(engine, policy=policy, now=now, name="Secret ledger", sensitivity="restricted", owner_id=OTHER)
+    trained = make_asset(engine, policy=policy, now=now, kind="model", name="Ledger model",
+                         lineage={"trained_on": [public.id, secret.id]})
+    with transaction(engine) as session:
+        found = access.sensitive_upstream(session=session, asset=session.get(Asset, trained.id))
+        owners = access.data_owners_of(session=session, asset=session.get(Asset, trained.id))
+    assert [d.slug for d in found] == ["secret-ledger"] and owners == {OTHER}

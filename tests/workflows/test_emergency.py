@@ -115,3 +115,41 @@ def test_an_admin_may_confirm_but_not_a_normal_request(engine, security_policy, 
     with pytest.raises(InvalidInput), transaction(engine) as session:
         confirm_emergency(session=session, request_id=request.id + 99, actor=Actor(OWNER), now=now,
                           policy=security_policy)
+
+
+def test_no_second_break_glass_while_one_is_active(engine, security_policy, now):
+    asset = make_asset(engine, policy=security_policy, now=now, kind="model", name="Fraud scorer")
+    _glass(engine, asset, security_policy, now)
+    from workflows.errors import Conflict
+
+    with pytest.raises(Conflict) as excinfo:
+        _glass(engine, asset, security_policy, now + timedelta(hours=1))
+    assert excinfo.value.field == "emergency"
+    assert len(_rows(engine, Grant)) == 1
+
+
+def test_a_review_is_recorded_once_whoever_gives_it(engine, security_policy, now):
+    asset = make_asset(engine, policy=security_policy, now=now, kind="model", name="Fraud scorer")
+    _glass(engine, asset, security_policy, now)
+    [request] = _rows(engine, AccessRequest)
+    with transaction(engine) as session:
+        confirm_emergency(session=session, request_id=request.id, actor=Actor(OWNER), now=now, policy=security_policy)
+    with pytest.raises(AlreadyDecided) as excinfo, transaction(engine) as session:
+        confirm_emergency(session=session, request_id=request.id, actor=Actor(ADMIN, frozenset({"admins"})),
+                          now=now, policy=security_policy)
+    assert excinfo.value.decided_by == OWNER
+
+
+def test_ending_emergency_access_redraws_the_alert_and_review(engine, security_policy, now):
+    from workflows.deadlines import end_expired_grant
+
+    asset = make_asset(engine, policy=security_policy, now=now, kind="model", name="Fraud scorer")
+    grant = _glass(engine, asset, security_policy, now)
+    originals = {r.id for r in _rows(engine, OutboxMessage) if r.method in ("post", "dm")
+                 and r.payload["template"] in ("emergency_alert", "emergency_review")}
+    with transaction(engine) as session:
+        assert end_expired_grant(session=session, grant_id=grant.id, now=now + timedelta(hours=4))
+    redrawn = {r.updates_id for r in _rows(engine, OutboxMessage) if r.method == "update"}
+    assert originals and originals <= redrawn
+    templates = [r.payload["template"] for r in _rows(engine, OutboxMessage) if r.user == OTHER]
+    assert "request_approved" not in templates
