@@ -1,29 +1,57 @@
 """The whole stack as separate processes: `steward serve` over HTTP, `steward worker` on real Redis,
-a fresh PostgreSQL database, and the fake Slack Web API in the test process."""
+a fresh PostgreSQL database, and the fake Slack Web API in the test process.
+
+`stack` is the default stack; `make_stack(env=...)` starts one with extra environment (a policy file,
+another broker). The `Stack` handle drives it the way Slack would (signed commands, clicks on the
+messages the fake recorded, modal submissions), and reaches behind it where a story needs to: SQL on
+its database, `steward sweep` as a subprocess, and killing and restarting its worker.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import requests
+import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import Engine, text
 
+from bot.ids import Action
 from tests import signing
+from tests.bot.conftest import submission
+from tests.conftest import service_missing
 from tests.factories import ADMIN, OTHER, OWNER
-from tests.fakeslack import FakeSlack
+from tests.fakeslack import FakeSlack, _Reply
+from workflows.db import make_engine
+from workflows.policy import default_policy_text
 
 SECRET = "e2e-signing-secret"
 TOKEN = "xoxb-test"
 E2E_REDIS_DB = 14
 STARTUP_SECONDS = 30
+CHANNEL = "C0E2E0001"
+# People the access stories need besides the owner, the other owner and the admin.
+REQUESTER = "U0REQSTR1"
+SECURITY = "U0SECURE1"
+GOVERNANCE = "U0GOVERN1"
+PEOPLE = ((OWNER, "olive"), (OTHER, "oscar"), (ADMIN, "ada"), (REQUESTER, "rita"), (SECURITY, "sam"),
+          (GOVERNANCE, "grace"))
 
 
 def _free_port() -> int:
@@ -51,18 +79,96 @@ def e2e_broker(redis_url: str) -> str:
     return url
 
 
+def write_policy(path: Path, *, groups: dict[str, list[str]]) -> Path:
+    """The packaged default policy with these group members, written to `path` (for STEWARD_POLICY)."""
+    data = yaml.safe_load(default_policy_text())
+    data["groups"].update(groups)
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+# ---- a fake Slack that can hold a request at its door ----------------------------------------------
+
+
+@dataclass
+class Hold:
+    """One request held at the fake's door: `arrived` is set when it comes in, `release()` lets it go."""
+
+    path: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def release(self) -> None:
+        """Let the held request finish (it fails; see HoldingFakeSlack)."""
+        self.released.set()
+
+
+class HoldingFakeSlack(FakeSlack):
+    """FakeSlack that can stall the next call to a method, for "a task is in flight" stories.
+
+    A held call waits outside the fake's lock (so everything else keeps working), and once released it
+    answers 503 without being recorded or posting anything: it plays a request that never reached
+    Slack because the worker sending it died with the connection. A responder set with `on()` cannot
+    do this: responders run under the fake's lock, so a blocking one would stall every other call.
+    """
+
+    MAX_HOLD_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._holds: list[Hold] = []
+        self._holds_lock = threading.Lock()
+
+    def hold_next(self, method: str) -> Hold:
+        """Stall the next call to Web API `method` until the returned Hold is released."""
+        hold = Hold(path=f"/api/{method}")
+        with self._holds_lock:
+            self._holds.append(hold)
+        return hold
+
+    def release_all(self) -> None:
+        """Release every hold, taken or not (so no server thread outlives the test)."""
+        with self._holds_lock:
+            holds, self._holds = list(self._holds), []
+        for hold in holds:
+            hold.release()
+
+    def _handle(self, path: str, args: dict[str, Any], headers: dict[str, str]) -> _Reply:
+        with self._holds_lock:
+            hold = next((h for h in self._holds if h.path == path and not h.arrived.is_set()), None)
+            if hold is not None:
+                hold.args = dict(args)
+                hold.arrived.set()
+        if hold is None:
+            return super()._handle(path, args, headers)
+        hold.released.wait(self.MAX_HOLD_SECONDS)
+        return _Reply(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
+
+
+# ---- the stack -------------------------------------------------------------------------------------
+
+
 @dataclass
 class Stack:
     """Handles on the running stack."""
 
     base_url: str
-    fake: FakeSlack
+    fake: HoldingFakeSlack
+    env: dict[str, str]
+    engine: Engine
+    tmp_path: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    worker: subprocess.Popen | None = None
+    _logs: list[Any] = field(default_factory=list)
+
+    # -- Slack, as a person uses it -------------------------------------------------------------------
 
     def post(self, body: str, headers: dict[str, str]) -> requests.Response:
         """POST a signed request to /slack/events over real HTTP."""
         return requests.post(f"{self.base_url}/slack/events", data=body.encode(), headers=headers, timeout=10)
 
-    def command(self, text: str, *, user: str = OWNER, channel: str = "C0E2E0001") -> requests.Response:
+    def command(self, text: str, *, user: str = OWNER, channel: str = CHANNEL) -> requests.Response:
         """Type `/steward <text>`."""
         body, headers = signing.slash_command(text=text, secret=SECRET, user_id=user, channel_id=channel,
                                               response_url=self.fake.response_url(f"cmd-{text.split()[0]}"))
@@ -73,41 +179,194 @@ class Stack:
         body, headers = signing.interaction(payload, secret=SECRET)
         return self.post(body, headers)
 
+    def open_modal(self, text: str, *, user: str = OWNER) -> dict[str, Any]:
+        """Type a command that opens a modal, and return the modal once Slack has been asked to open it."""
+        before = len(self.fake.views_opened())
+        response = self.command(text, user=user)
+        assert response.status_code == 200, response.text
+        return wait_for(lambda: self.fake.views_opened()[before:], what=f"the modal of `/steward {text}`")[0]
 
-@pytest.fixture
-def stack(fresh_postgres_url: str, e2e_broker: str, tmp_path: Path) -> Iterator[Stack]:
-    """Migrate, then start the bot and a worker as real processes; stop both afterwards."""
-    fake = FakeSlack().start()
-    for user_id, name in ((OWNER, "olive"), (OTHER, "oscar"), (ADMIN, "ada")):
-        fake.add_user(user_id, name=name)
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": fresh_postgres_url, "BROKER_URL": e2e_broker, "SLACK_API_URL": fake.url,
-           "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "",
-           "STEWARD_HOME": str(tmp_path / "home"), "LOG_LEVEL": "WARNING"}
-    steward = [sys.executable, "-m", "steward"]
-    subprocess.run([*steward, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("bot", "worker")}
-    processes = [
-        subprocess.Popen([*steward, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                         stdout=logs["bot"], stderr=subprocess.STDOUT),
-        subprocess.Popen([*steward, "worker", "--pool", "threads", "--concurrency", "2"], env=env,
-                         stdout=logs["worker"], stderr=subprocess.STDOUT),
-    ]
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(base_url), timeout=STARTUP_SECONDS, what="the bot's /healthz")
-        yield Stack(base_url=base_url, fake=fake)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
+    def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> requests.Response:
+        """Submit a modal with these input values (keyed by block id); returns Slack's view of the ack."""
+        response = self.interact(submission(view, values, user=user))
+        assert response.status_code == 200, response.text
+        return response
+
+    def pick(self, view: dict[str, Any], *, edge: str, query: str, user: str = OWNER) -> list[dict[str, Any]]:
+        """Type `query` into the form's lineage picker for `edge`; the options Steward offers."""
+        block = next(b for b in view["blocks"] if b.get("block_id") == f"edge:{edge}")
+        payload = {"type": "block_suggestion", "user": {"id": user}, "team": {"id": "T0001"},
+                   "api_app_id": "A0001", "action_id": block["element"]["action_id"],
+                   "block_id": block["block_id"], "value": query, "view": {**view, "id": "V0PICK001"}}
+        return self.interact(payload).json()["options"]
+
+    def register(self, kind: str, values: dict[str, Any], *, user: str = OWNER,
+                 lineage: dict[str, str] | None = None) -> None:
+        """Register an asset through `/steward register <kind>`, picking lineage by search text."""
+        form = self.open_modal(f"register {kind}", user=user)
+        values = dict(values)
+        for edge, query in (lineage or {}).items():
+            options = self.pick(form, edge=edge, query=query, user=user)
+            assert len(options) == 1, f"{query!r} should match exactly one asset: {options}"
+            values[f"edge:{edge}"] = [options[0]["value"]]
+        response = self.submit(form, values, user=user)
+        assert response.text == "", f"registering {values.get('name')!r} was refused: {response.text}"
+
+    def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str | None = None,
+              ephemeral: bool = False) -> requests.Response:
+        """Click the button `action_id` on a message, as Slack sends the click: its block id and value as
+        drawn, the message and where it is, a response_url. `message` is a message the fake recorded, or
+        the arguments of a response_url post (an ephemeral message, which has no ts of its own)."""
+        block, button = _find_button(message.get("blocks", []), action_id)
+        channel = channel or message.get("channel") or CHANNEL
+        ts = message.get("ts") or "1700000000.000900"
+        shown = {k: v for k, v in message.items() if k != "channel"}
+        payload = {
+            "type": "block_actions", "user": {"id": user}, "team": {"id": "T0001"}, "api_app_id": "A0001",
+            "trigger_id": f"{time.time():.6f}.trigger", "channel": {"id": channel},
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": ephemeral},
+            "message": shown, "response_url": self.fake.response_url(f"click-{action_id}-{user}"),
+            "actions": [{"type": "button", "action_id": action_id, "block_id": block.get("block_id", "b-auto"),
+                         "value": button.get("value", ""), "text": button.get("text"),
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        response = self.interact(payload)
+        assert response.status_code == 200, response.text
+        return response
+
+    def dms(self, user: str) -> list[dict[str, Any]]:
+        """The messages in the bot's DM with `user`, as they look now."""
+        return self.fake.messages(channel=f"D{user}")
+
+    # -- behind the scenes ----------------------------------------------------------------------------
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        """Run SQL on the stack's database in its own transaction; rows for a SELECT."""
+        with self.engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+
+    def undelivered(self) -> list[Any]:
+        """Outbox rows not yet sent (and not given up on)."""
+        return self.sql("SELECT id, method, \"user\", payload, next_attempt_at, attempts, last_error "
+                        "FROM outboxmessage WHERE sent_at IS NULL ORDER BY id")
+
+    def wait_delivered(self, *, timeout: float = 20.0, what: str = "every outbox message to be sent") -> None:
+        """Wait until the outbox is empty: every message the story implied so far has reached Slack."""
+        wait_for(lambda: not self.undelivered(), timeout=timeout, what=what)
+
+    def sweep(self) -> str:
+        """Run `steward sweep` as a subprocess with the stack's environment (what cron would run)."""
+        result = subprocess.run([sys.executable, "-m", "steward", "sweep"], env=self.env, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert result.returncode == 0, f"steward sweep failed: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def start_worker(self) -> subprocess.Popen:
+        """Start a `steward worker` (threads pool) with the stack's environment."""
+        # Open for as long as the process runs; closed in stop().
+        log = open(self.tmp_path / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
+        self._logs.append(log)
+        process = subprocess.Popen([sys.executable, "-m", "steward", "worker", "--pool", "threads",
+                                    "--concurrency", "2"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        self.worker = process
+        return process
+
+    def kill_worker(self) -> None:
+        """`kill -9` the worker: no warm shutdown, no acks, no cleanup."""
+        assert self.worker is not None and self.worker.poll() is None, "the worker is not running"
+        os.kill(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=10)
+
+    def log(self, name: str) -> str:
+        """What a process has logged so far ("bot", "worker-1", ...)."""
+        path = self.tmp_path / f"{name}.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Stop every process this stack started, then release the fake and the engine."""
+        self.fake.release_all()
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
-        for handle in logs.values():
+                process.wait(timeout=5)
+        for handle in self._logs:
             handle.close()
-        fake.stop()
+        self.fake.stop()
+        self.engine.dispose()
+
+
+def _find_button(blocks: list[dict[str, Any]], action_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    for block in blocks:
+        elements = list(block.get("elements") or [])
+        if block.get("accessory"):
+            elements.append(block["accessory"])
+        for element in elements:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return block, element
+    raise AssertionError(f"no {action_id!r} button in these blocks: {blocks}")
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    """The action ids of every button on a message."""
+    found = []
+    for block in message.get("blocks", []):
+        for element in [*(block.get("elements") or []), block.get("accessory") or {}]:
+            if isinstance(element, dict) and element.get("type") == "button":
+                found.append(element["action_id"])
+    return found
+
+
+@pytest.fixture
+def make_stack(request: pytest.FixtureRequest, fresh_postgres_url: str,
+               tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Start the stack (migrate, then the bot and a worker as real processes), with extra environment
+    such as STEWARD_POLICY or a BROKER_URL of the test's own; everything it started is stopped afterwards."""
+    started: list[Stack] = []
+
+    def start(env: dict[str, str] | None = None) -> Stack:
+        env = dict(env or {})
+        # The shared Redis is needed (and emptied) only when the test brings no broker of its own.
+        broker = env.get("BROKER_URL") or request.getfixturevalue("e2e_broker")
+        fake = HoldingFakeSlack().start()
+        for user_id, name in PEOPLE:
+            fake.add_user(user_id, name=name)
+        port = _free_port()
+        full_env = {**os.environ, "DATABASE_URL": fresh_postgres_url, "BROKER_URL": broker,
+                    "SLACK_API_URL": fake.url, "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET,
+                    "SLACK_APP_TOKEN": "", "STEWARD_HOME": str(tmp_path / "home"), "LOG_LEVEL": "WARNING",
+                    **env}
+        stack = Stack(base_url=f"http://127.0.0.1:{port}", fake=fake, env=full_env,
+                      engine=make_engine(fresh_postgres_url), tmp_path=tmp_path)
+        started.append(stack)
+        steward = [sys.executable, "-m", "steward"]
+        subprocess.run([*steward, "db", "upgrade"], env=full_env, check=True, capture_output=True, timeout=120)
+        bot_log = open(tmp_path / "bot.log", "w")  # noqa: SIM115 - closed in Stack.stop()
+        stack._logs.append(bot_log)
+        stack.processes.append(subprocess.Popen(
+            [*steward, "serve", "--host", "127.0.0.1", "--port", str(port)], env=full_env, stdout=bot_log,
+            stderr=subprocess.STDOUT))
+        stack.start_worker()
+        wait_for(lambda: _healthy(stack.base_url), timeout=STARTUP_SECONDS, what="the bot's /healthz")
+        return stack
+
+    try:
+        yield start
+    finally:
+        for stack in started:
+            stack.stop()
+
+
+@pytest.fixture
+def stack(make_stack) -> Stack:
+    """The stack with the default environment."""
+    return make_stack()
 
 
 def _healthy(base_url: str) -> bool:
@@ -115,3 +374,120 @@ def _healthy(base_url: str) -> bool:
         return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+# ---- a Redis of the test's own ---------------------------------------------------------------------
+
+
+@dataclass
+class OwnRedis:
+    """A redis-server subprocess on a free port, with no persistence: stopping it loses every queued task."""
+
+    port: int
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL for it."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and wait until it answers PING."""
+        assert self.process is None or self.process.poll() is not None, "redis is already running"
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                 "no", "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, timeout=10, what=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        """Kill it (SIGKILL: like a crash, nothing is saved) and wait for the port to be refused."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        wait_for(lambda: not self._answers(), timeout=10, what="redis to go away")
+
+    def idle(self) -> bool:
+        """No task is waiting in the queue or running unacked. (kombu's Redis transport keeps delivered,
+        unacked messages in the `unacked` hash until the worker acks them.)"""
+        client = redis.Redis(port=self.port)
+        return client.llen("celery") == 0 and client.hlen("unacked") == 0
+
+    def _answers(self) -> bool:
+        try:
+            # No retries: redis-py's default retries a refused connection for about four seconds.
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)).ping())
+        except redis.ConnectionError:
+            return False
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Redis this test may stop and start, so the shared one is never disturbed."""
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server", "the executable is not on PATH")
+    server = OwnRedis(port=_free_port(), log_path=tmp_path / "redis.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=10)
+
+
+# ---- the access stories' cast and first steps --------------------------------------------------------
+
+APPROVERS = (OWNER, SECURITY, OTHER)  # the high tier's steps: owner, security, data_owners (OTHER's dataset)
+
+
+@pytest.fixture
+def access_stack(make_stack, tmp_path: Path) -> Stack:
+    """The stack with a policy naming a security reviewer, a governance fallback and an admin."""
+    policy = write_policy(tmp_path / "policy.yaml",
+                          groups={"security": [SECURITY], "governance": [GOVERNANCE], "admins": [ADMIN]})
+    return make_stack(env={"STEWARD_POLICY": str(policy)})
+
+
+def register_high_risk_model(stack: Stack) -> None:
+    """Through Slack: OTHER's restricted dataset `churn-events`, OWNER's model `churn-model` trained on it,
+    and OWNER's system `retention-offers` using the model, classified high (so the model is high too)."""
+    stack.register("dataset", {"name": "Churn events", "team": "Growth", "sensitivity": "restricted",
+                               "contains_personal_data": ["yes"]}, user=OTHER)
+    stack.register("model", {"name": "Churn model", "details.task": "classification"}, user=OWNER,
+                   lineage={"trained_on": "churn-events"})
+    stack.register("system", {"name": "Retention offers",
+                              "details.intended_purpose": "Decide which customers get a retention offer"},
+                   user=OWNER, lineage={"uses": "churn-model"})
+    form = stack.open_modal("classify retention-offers", user=OWNER)
+    result = stack.submit(form, {"annex_iii_areas": ["employment"], "annex_i_safety_component": "no"},
+                          user=OWNER).json()
+    assert result["response_action"] == "update" and "High" in json.dumps(result["view"]), result
+    assert stack.sql("SELECT effective_tier FROM asset WHERE slug = 'churn-model'")[0][0] == "high"
+    stack.wait_delivered()
+
+
+def approval_dm(stack: Stack, approver: str, request_id: int) -> dict[str, Any] | None:
+    """The approver's DM about a request while it still offers Approve, or None."""
+    return next((m for m in stack.dms(approver) if m["text"].startswith(f"Access request #{request_id}:")
+                 and Action.APPROVE in buttons(m)), None)
+
+
+def approve_all(stack: Stack, *, request_no: int) -> dict[str, dict[str, Any]]:
+    """Wait for each approver's DM about request #`request_no` and click Approve in it, one after another
+    (each waits for the worker to record the decision and redraw the messages, as a person would see
+    the update before the next one looks). Returns each approver's DM as first delivered."""
+    messages = {}
+    for approver in APPROVERS:
+        messages[approver] = wait_for(lambda a=approver: approval_dm(stack, a, request_no),
+                                      what=f"{approver}'s DM about request #{request_no}")
+        assert "churn-events" in json.dumps(messages[approver]), "the DM should name the upstream data"
+    for approver in APPROVERS:
+        stack.click(messages[approver], Action.APPROVE, user=approver)
+        wait_for(lambda a=approver: stack.sql("SELECT 1 FROM decision WHERE request_id = :r AND approver_id = :a",
+                                              r=request_no, a=a), what=f"{approver}'s approval")
+        stack.wait_delivered()
+    wait_for(lambda: stack.sql("SELECT 1 FROM access_request WHERE id = :r AND status = 'approved'",
+                               r=request_no), what=f"request #{request_no} to be approved")
+    return messages
