@@ -36,6 +36,10 @@ def members_from(directory: Directory, policy: Policy) -> Callable[[str], frozen
     return members_of
 
 
+def _sweep_provisions(job_ids: list[int]) -> None:
+    log.debug("no provisioning queue is wired; the sweep sends jobs %s within a minute", job_ids)
+
+
 def _no_decisions(request_id: int, approver_id: str, outcome: str, reason: str, channel: str) -> bool:
     log.error("no decision queue is wired; request %s was not decided", request_id)
     return False
@@ -56,6 +60,9 @@ class BotContext:
     members_of: Callable[[str], frozenset[str]] | None = None
     # Approve and Deny clicks are decided by a worker; the listener only queues them.
     enqueue_decision: EnqueueDecision = field(default=_no_decisions)
+    # Webhook provisioning jobs a change wrote (a revoke, a release) are sent by a worker. Without a
+    # queue they are still sent: they are due in the database, and the sweep finds them.
+    enqueue_provisioning: Callable[[list[int]], object] = field(default=_sweep_provisions)
 
     def __post_init__(self) -> None:
         if self.members_of is None:

@@ -19,6 +19,7 @@ class Command(StrEnum):
     EDIT = "edit"
     REQUEST = "request"
     ACCESS = "access"
+    LINEAGE = "lineage"
 
 
 class Callback(StrEnum):
@@ -49,6 +50,7 @@ class Action(StrEnum):
     EXTEND_GRANT = "access_extend"          # value: grant id
     REVOKE_OPEN = "access_revoke_open"      # value: grant id
     CONFIRM_EMERGENCY = "access_emergency_confirm"  # value: request id (the owner's "Looks right")
+    PROVISION_DONE = "access_provision_done"  # value: provisioning job id (the owner's "Done")
     VALUE = "value"  # the single element inside each input block
 
 

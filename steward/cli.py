@@ -105,7 +105,9 @@ def sweep(dry_run: bool) -> None:
 
     from steward import runtime
     from workers.celery_app import build_context, make_celery
-    from workers.tasks import OUTBOX, DueKind, deliver_outbox, enqueue_due, prune_broker_files, sweep_once
+    from workers.tasks import (
+        OUTBOX, PROVISIONING, DueKind, deliver_outbox, enqueue_due, enqueue_job, prune_broker_files, sweep_once,
+    )
 
     labels = {
         OUTBOX: "outbox message(s)",
@@ -114,6 +116,8 @@ def sweep(dry_run: bool) -> None:
         DueKind.REQUEST_EXPIRY: "request expiry(ies)",
         DueKind.GRANT_WARNING: "grant expiry warning(s)",
         DueKind.GRANT_EXPIRY: "grant expiry(ies)",
+        PROVISIONING: "provisioning job(s)",
+        DueKind.AUDIT_ANCHOR: "audit anchor(s)",
     }
     settings = _settings()
     runtime.configure_logging(settings)
@@ -124,13 +128,14 @@ def sweep(dry_run: bool) -> None:
         # The real sweep's own queries, with enqueuers that drop everything: what it prints is
         # exactly what a sweep would enqueue now, and nothing is sent, claimed or changed.
         counts = sweep_once(context=context, enqueue_due=lambda kind, item_id: None,
-                            enqueue_delivery=lambda ids: None)
+                            enqueue_delivery=lambda ids: None, enqueue_provision=lambda job_id: None)
         for kind, count in counts.items():
             click.echo(f"{count} {labels[kind]} due")
         return
     make_celery(settings, context=context)
     try:
-        counts = sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay)
+        counts = sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay,
+                            enqueue_provision=enqueue_job)
     except (BrokerUnavailable, OSError) as exc:
         # Nothing is lost: everything due stays due in the database for the next sweep.
         raise click.ClickException(f"cannot reach the broker ({type(exc).__name__}); "
@@ -217,3 +222,13 @@ def policy_show_default() -> None:
     click.echo(default_policy_text(), nl=False)
 
 
+# `steward export …` lives in its own module; it is registered here, once `main` exists.
+from steward.export_cli import export  # noqa: E402
+
+main.add_command(export)
+
+
+# `steward audit …` too (the decision log's verify and anchors).
+from steward.audit_cli import audit  # noqa: E402
+
+main.add_command(audit)

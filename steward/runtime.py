@@ -13,7 +13,7 @@ from bot.app import create_app, make_client
 from bot.context import BotContext, members_from
 from workers.directory import Directory
 from workers.celery_app import make_celery
-from workers.tasks import enqueue_decision, enqueue_delivery
+from workers.tasks import enqueue_decision, enqueue_delivery, enqueue_provisioning
 from workflows.db import make_engine
 from workflows.errors import DomainError
 from workflows.policy import Policy, load_policy
@@ -68,7 +68,7 @@ def build_bot(settings: Settings, engine: Engine) -> App:
     policy, directory = policy_for(settings), Directory(client)
     ctx = BotContext(settings=settings, engine=engine, policy=policy, directory=directory,
                      enqueue_delivery=enqueue_delivery, members_of=members_from(directory, policy),
-                     enqueue_decision=enqueue_decision)
+                     enqueue_decision=enqueue_decision, enqueue_provisioning=enqueue_provisioning)
     return create_app(ctx, client=client)
 
 

@@ -161,10 +161,11 @@ def make_request(engine: Engine, asset: Asset, *, policy: Policy, now: datetime,
                                      members_of=members_of or members(), reply_channel=reply_channel)
 
 
-def approve_request(engine: Engine, request: AccessRequest, approver: str, *, now: datetime) -> AccessRequest:
-    """One approval click, in its own transaction."""
+def approve_request(engine: Engine, request: AccessRequest, approver: str, *, now: datetime,
+                    policy: Policy | None = None) -> AccessRequest:
+    """One approval click, in its own transaction (with `policy`, its provisioning connector applies)."""
     with transaction(engine) as session:
-        return access.approve(session=session, request_id=request.id, approver_id=approver, now=now)
+        return access.approve(session=session, request_id=request.id, approver_id=approver, now=now, policy=policy)
 
 
 def deny_request(engine: Engine, request: AccessRequest, approver: str, *, now: datetime,
@@ -200,9 +201,10 @@ def reload_grant(engine: Engine, grant: Grant) -> Grant:
 
 def make_grant(engine: Engine, asset: Asset, *, policy: Policy, now: datetime, requester: str = REQUESTER,
                **fields: Any) -> Grant:
-    """An active grant: a request the owner approves at once (the asset must need only the owner)."""
+    """A grant: a request the owner approves at once (the asset must need only the owner). It is active,
+    unless `policy` names a provisioning connector: then it is being set up."""
     request = make_request(engine, asset, policy=policy, now=now, requester=requester, **fields)
-    approve_request(engine, request, asset.owner_id, now=now)
+    approve_request(engine, request, asset.owner_id, now=now, policy=policy)
     (grant,) = grants_of(engine, request)
     return grant
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from workers.celery_app import Renderer, WorkerContext
+from workflows.anchors import record_receipt
 from workflows.db import DatabaseUnavailable, transaction
 from workflows.models import OutboxMessage
 from workflows.outbox import OutboxMethod, mark_failed, mark_sent
@@ -296,6 +297,8 @@ def _record_sent(engine: Engine, message_id: int, sent: _Sent, *, now: datetime)
             logger.warning("Outbox message %s was sent twice (a claim lapsed)", message_id)
             return Outcome.ALREADY_SENT
         mark_sent(session=session, message=row, channel=sent.channel, ts=sent.ts, now=now)
+        # An audit anchor keeps Slack's answer too: the message that witnesses it (a no-op for others).
+        record_receipt(session=session, message=row)
         if sent.supersedes:
             _supersede(session, sent, by=message_id, now=now)
     return Outcome.SENT

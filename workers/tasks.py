@@ -9,8 +9,13 @@ stays in its column, and the once-a-minute sweep enqueues them again when they a
 
 - `deliver_outbox(ids)`: send outbox rows to Slack.
 - `decide_request(...)`: one approver's Approve or Deny; a losing click gets an ephemeral answer.
-- `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry.
-- `sweep()`: find what is due (`sweep_once`) and enqueue the two tasks above for it.
+- `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry, or the
+  daily audit anchor (the decision log's head posted to the audit channel).
+- `provision(job_id)`: one attempt at a webhook provisioning job (workers/webhooks.py).
+- `sweep()`: find what is due (`sweep_once`) and enqueue the tasks above for it.
+
+A change that writes webhook provisioning jobs (an approval, an expiry) enqueues `provision` for them
+after commit; if that fails, or a worker dies, the job stays due and the sweep enqueues it again.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlmodel import Session
 
+from workers import webhooks
 from workers.celery_app import FILESYSTEM_BROKER, WorkerContext, get_context, prune_processed
 from workers.delivery import Outcome, deliver
 from workers.directory import Directory
-from workflows import access, deadlines
+from workflows import access, anchors, deadlines, provisioning
 from workflows.access import AlreadyDecided
 from workflows.db import transaction
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
@@ -40,13 +46,15 @@ logger = logging.getLogger(__name__)
 DELIVER_OUTBOX = "steward.deliver_outbox"
 DECIDE_REQUEST = "steward.decide_request"
 RUN_DUE = "steward.run_due"
+PROVISION = "steward.provision"
 SWEEP = "steward.sweep"
 BATCH_SIZE = 20
 # Consumed broker messages kept on disk for a while (for debugging), then removed by the sweep.
 KEEP_PROCESSED = timedelta(days=1)
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
-# The sweep's count of outbox rows, next to the DueKind counts.
+# The sweep's count of outbox rows and of due provisioning jobs, next to the DueKind counts.
 OUTBOX = "outbox"
+PROVISIONING = "provisioning"
 # Refusals a user (or the policy's author) can act on; anything else is a fault and propagates.
 # DatabaseUnavailable is a DomainError too, and is deliberately not among them.
 REFUSALS = (Conflict, NotAllowed, NotFound, InvalidInput)
@@ -60,6 +68,7 @@ class DueKind(StrEnum):
     REQUEST_EXPIRY = "request_expiry"
     GRANT_WARNING = "grant_warning"
     GRANT_EXPIRY = "grant_expiry"
+    AUDIT_ANCHOR = "audit_anchor"  # the daily anchor of the decision log (item id 0: there is only one)
 
 
 # Which list of workflows.deadlines.DueWork holds each kind's ids, in the order the sweep reports them.
@@ -99,12 +108,22 @@ def run_due(kind: str, item_id: int) -> list[int]:
     return ids
 
 
+@shared_task(name=PROVISION, **TASK_OPTIONS)
+def provision(job_id: int) -> list[int]:
+    """Make one attempt at a webhook provisioning job, then enqueue the messages its outcome implies."""
+    ran = webhooks.run_job(context=get_context(), job_id=int(job_id))
+    enqueue_delivery(ran.message_ids)
+    enqueue_provisioning(ran.job_ids)
+    return ran.message_ids
+
+
 @shared_task(name=SWEEP, **TASK_OPTIONS)
 def sweep() -> dict[str, int]:
-    """Enqueue everything that is due (outbox rows and deadline work); returns counts per kind."""
+    """Enqueue everything that is due (outbox rows, deadline work, provisioning); returns counts per kind."""
     context = get_context()
     prune_broker_files(context)
-    return sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay)
+    return sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay,
+                      enqueue_provision=enqueue_job)
 
 
 # ---- what the tasks do (plain functions, called directly by tests and the CLI) -------------------
@@ -123,19 +142,24 @@ def deliver_batch(*, context: WorkerContext, message_ids: Iterable[int]) -> list
 
 
 def decide(*, context: WorkerContext, request_id: int, approver_id: str, outcome: str, reason: str = "",
-           channel: str = "") -> list[int]:
-    """Approve or deny in one transaction; a refused click gets an ephemeral answer. Returns outbox ids."""
+           channel: str = "", enqueue_jobs: Callable[[list[int]], object] | None = None) -> list[int]:
+    """Approve or deny in one transaction; a refused click gets an ephemeral answer. Returns outbox ids;
+    webhook provisioning jobs the approval wrote go to `enqueue_jobs` (default: the provision task)."""
     now = context.now()
     try:
         with transaction(context.engine) as session:
             if outcome == access.APPROVE:
-                access.approve(session=session, request_id=request_id, approver_id=approver_id, now=now)
+                access.approve(session=session, request_id=request_id, approver_id=approver_id, now=now,
+                               policy=context.get_policy())
             elif outcome == access.DENY:
                 access.deny(session=session, request_id=request_id, approver_id=approver_id, reason=reason,
                             now=now)
             else:
                 raise InvalidInput(f"Unknown decision {outcome!r}: approve or deny.")
-            return added_message_ids(session)
+            ids, jobs = added_message_ids(session), provisioning.added_job_ids(session)
+        if jobs:
+            (enqueue_jobs or enqueue_provisioning)(jobs)
+        return ids
     except REFUSALS as exc:
         # The decision's transaction rolled back; the answer is written in one of its own.
         with transaction(context.engine) as session:
@@ -143,15 +167,20 @@ def decide(*, context: WorkerContext, request_id: int, approver_id: str, outcome
             return added_message_ids(session)
 
 
-def run_due_item(*, context: WorkerContext, kind: str, item_id: int) -> list[int]:
-    """Run one due item in one transaction (a no-op if it is no longer due); returns the outbox ids it added."""
+def run_due_item(*, context: WorkerContext, kind: str, item_id: int,
+                 enqueue_jobs: Callable[[list[int]], object] | None = None) -> list[int]:
+    """Run one due item in one transaction (a no-op if it is no longer due); returns the outbox ids it added.
+    Webhook jobs it wrote (a revoke, when a grant a connector set up expires) go to `enqueue_jobs`."""
     due_kind = DueKind(kind)
     now, policy = context.now(), context.get_policy()
     members_of = _members_resolver(context) if due_kind is DueKind.ESCALATION else None
     try:
         with transaction(context.engine) as session:
             _run(session, due_kind, item_id, now=now, policy=policy, members_of=members_of)
-            return added_message_ids(session)
+            ids, jobs = added_message_ids(session), provisioning.added_job_ids(session)
+        if jobs:
+            (enqueue_jobs or enqueue_provisioning)(jobs)
+        return ids
     except REFUSALS as exc:
         # A refusal leaves the row untouched (the transaction rolled back); log it for operators.
         logger.warning("Could not run %s for #%s: %s", due_kind.value, item_id, exc)
@@ -159,12 +188,17 @@ def run_due_item(*, context: WorkerContext, kind: str, item_id: int) -> list[int
 
 
 def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], object],
-               enqueue_delivery: Callable[[list[int]], object], batch_size: int = BATCH_SIZE) -> dict[str, int]:
-    """Hand what is due as of now to the enqueuers (ids only); returns how many of each kind."""
+               enqueue_delivery: Callable[[list[int]], object],
+               enqueue_provision: Callable[[int], object] | None = None,
+               batch_size: int = BATCH_SIZE) -> dict[str, int]:
+    """Hand what is due as of now to the enqueuers (ids only); returns how many of each kind.
+    Due webhook provisioning jobs go to `enqueue_provision` (default: the provision task)."""
     now, policy = context.now(), context.get_policy()
     with transaction(context.engine) as session:
         outbox_ids = due_message_ids(session=session, now=now)
         work = deadlines.due_work(session=session, now=now, policy=policy)
+        job_ids = provisioning.due_job_ids(session=session, now=now)
+        anchor_due = bool(policy.channels.audit) and anchors.anchor_due(session=session, now=now)
     counts = {OUTBOX: len(outbox_ids)}
     for batch in _batches(outbox_ids, batch_size):
         enqueue_delivery(batch)
@@ -173,6 +207,12 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
         for item_id in ids:
             enqueue_due(kind.value, item_id)
         counts[kind.value] = len(ids)
+    for job_id in job_ids:
+        (enqueue_provision or enqueue_job)(job_id)
+    counts[PROVISIONING] = len(job_ids)
+    if anchor_due:
+        enqueue_due(DueKind.AUDIT_ANCHOR.value, 0)
+    counts[DueKind.AUDIT_ANCHOR.value] = int(anchor_due)
     return counts
 
 
@@ -220,6 +260,25 @@ def enqueue_due(kind: str, item_id: int) -> object:
     return run_due.delay(kind, int(item_id))
 
 
+def enqueue_job(job_id: int) -> object:
+    """Enqueue one `provision` task (the sweep's enqueuer for due webhook jobs)."""
+    return provision.delay(int(job_id))
+
+
+def enqueue_provisioning(job_ids: Iterable[int]) -> bool:
+    """Ask a worker to send these webhook jobs (call after commit); False if the broker is unreachable."""
+    ids = [int(job_id) for job_id in job_ids]
+    try:
+        for job_id in ids:
+            provision.delay(job_id)
+    except (BrokerUnavailable, OSError) as exc:
+        # Nothing is lost: the jobs are committed and due, and the sweep enqueues them later.
+        logger.warning("Broker unreachable (%s); the sweep will send provisioning jobs %s later",
+                       type(exc).__name__, ids)
+        return False
+    return True
+
+
 # ---- internals -----------------------------------------------------------------------------------
 
 
@@ -241,6 +300,8 @@ def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy
         assert members_of is not None
         return deadlines.escalate(session=session, request_id=item_id, now=now, policy=policy,
                                   members_of=members_of)
+    if kind is DueKind.AUDIT_ANCHOR:
+        return anchors.anchor_if_due(session=session, now=now, policy=policy) is not None
     if kind is DueKind.REQUEST_EXPIRY:
         return deadlines.expire_request(session=session, request_id=item_id, now=now)
     if kind is DueKind.GRANT_WARNING:

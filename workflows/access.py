@@ -1,7 +1,12 @@
 """Access requests, approvals and grants: state machines, lineage-aware routing and exactly-once decisions.
 
-Request:  pending -> approved | denied | cancelled | expired   (every other move is an error)
-Grant:    active  -> expired | revoked
+Request:       pending -> approved | denied | cancelled | expired   (every other move is an error)
+Grant:    provisioning -> active | revoked
+                active -> expired | revoked
+
+A grant starts `active`, unless the policy names a provisioning connector for the asset's tier: then it
+starts `provisioning` and becomes active when the connector has set it up (workflows/provisioning.py).
+Only active grants count: lists, expiry warnings and expiry ignore grants still being set up.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from workflows import audit, lineage
+from workflows import audit, lineage, provisioning
 from workflows.details import field_errors
 from workflows.enums import (
     AccessLevel, AssetKind, AssetStatus, EdgeType, GrantStatus, RequestStatus, RiskTier, Sensitivity,
@@ -24,7 +29,7 @@ from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from workflows.inventory import Actor, get_asset
 from workflows.models import AccessRequest, ApprovalStep, Asset, Decision, Grant, OutboxMessage
 from workflows.outbox import OutboxMethod, add_message
-from workflows.policy import DATA_OWNERS, OWNER, Policy
+from workflows.policy import DATA_OWNERS, OWNER, Connector, Policy
 
 REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.PENDING: frozenset({RequestStatus.APPROVED, RequestStatus.DENIED, RequestStatus.CANCELLED,
@@ -35,6 +40,7 @@ REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     RequestStatus.EXPIRED: frozenset(),
 }
 GRANT_TRANSITIONS: dict[GrantStatus, frozenset[GrantStatus]] = {
+    GrantStatus.PROVISIONING: frozenset({GrantStatus.ACTIVE, GrantStatus.REVOKED}),
     GrantStatus.ACTIVE: frozenset({GrantStatus.EXPIRED, GrantStatus.REVOKED}),
     GrantStatus.EXPIRED: frozenset(),
     GrantStatus.REVOKED: frozenset(),
@@ -70,7 +76,7 @@ def check_request_transition(current: RequestStatus, target: RequestStatus) -> N
 def check_grant_transition(current: GrantStatus, target: GrantStatus) -> None:
     """Raise IllegalTransition unless a grant may move from `current` to `target`."""
     if target not in GRANT_TRANSITIONS[current]:
-        raise IllegalTransition(f"An {current.value} grant cannot become {target.value}.")
+        raise IllegalTransition(f"A grant that is {current.value} cannot become {target.value}.")
 
 
 class RequestInput(BaseModel):
@@ -191,7 +197,7 @@ def check_requestable(*, session: Session, asset: Asset, data: RequestInput, req
         raise InvalidInput(message, field_errors={"duration_hours": message})
     if data.emergency and session.exec(select(Grant.id).where(
             Grant.asset_id == asset.id, Grant.grantee_id == requester_id, Grant.emergency,
-            Grant.status == GrantStatus.ACTIVE)).first():
+            col(Grant.status).in_([GrantStatus.ACTIVE, GrantStatus.PROVISIONING]))).first():
         message = f"You already hold emergency access to {asset.slug}; it must end before you break glass again."
         raise Conflict(message, field="emergency")
     duplicate = session.exec(select(AccessRequest).where(
@@ -236,15 +242,19 @@ def request_access(*, session: Session, asset_id: int, data: RequestInput, reque
                 payload={"template": "request_filed", "request_id": request.id}, now=now,
                 topic=_topic(request))
     if not plans:
-        _approve_all(session, request, approver_id=requester.user_id, now=now, auto=True)
+        _approve_all(session, request, approver_id=requester.user_id, now=now, auto=True, policy=policy)
     return request
 
 
 # ---- deciding ------------------------------------------------------------------------------------
 
 
-def approve(*, session: Session, request_id: int, approver_id: str, now: datetime) -> AccessRequest:
-    """Record one approval; the last required one grants access. Exactly once per approver and step."""
+def approve(*, session: Session, request_id: int, approver_id: str, now: datetime,
+            policy: Policy | None = None) -> AccessRequest:
+    """Record one approval; the last required one grants access. Exactly once per approver and step.
+
+    With `policy`, a provisioning connector it names for the asset's tier sets the grant up first;
+    without one, the grant is active at once."""
     _lock_grant_targets(session, request_id)
     request = _pending_for_update(session, request_id)
     if approver_id == request.requester_id:
@@ -271,7 +281,7 @@ def approve(*, session: Session, request_id: int, approver_id: str, now: datetim
     log_request(session, request, "access.approved_step", actor=approver_id, now=now,
          after={"step": step.position, "group": step.group})
     if all(s.approved_by for s in _steps(session, request.id)):
-        _approve_all(session, request, approver_id=approver_id, now=now)
+        _approve_all(session, request, approver_id=approver_id, now=now, policy=policy)
     else:
         redraw(session, request, now)
     return request
@@ -304,24 +314,33 @@ def cancel_request(*, session: Session, request_id: int, actor: Actor, now: date
 
 
 def _approve_all(session: Session, request: AccessRequest, *, approver_id: str, now: datetime,
-                 auto: bool = False) -> Grant:
-    return approve_without_steps(session, request, approver_id=approver_id, now=now, note="auto" if auto else "")
+                 auto: bool = False, policy: Policy | None = None) -> Grant:
+    return approve_without_steps(session, request, approver_id=approver_id, now=now, note="auto" if auto else "",
+                                 policy=policy)
 
 
 def approve_without_steps(session: Session, request: AccessRequest, *, approver_id: str, now: datetime,
-                          note: str = "", tell_requester: bool = True) -> Grant:
-    """Approve a pending request outright and grant it (the last step, or break-glass)."""
+                          note: str = "", tell_requester: bool = True, policy: Policy | None = None) -> Grant:
+    """Approve a pending request outright and grant it (the last step, or break-glass); with a connector in
+    `policy` for the asset's tier, the new grant waits for it in `provisioning` (an extension needs none)."""
     _resolve(session, request, RequestStatus.APPROVED, by=approver_id, note=note, now=now)
-    grant = _grant_for(session, request, now)
-    log_request(session, request, "access.granted", actor=approver_id, now=now, subject=grant,
-                after={"grantee": grant.grantee_id, "level": grant.level.value,
-                       "expires_at": grant.expires_at.isoformat()})
+    connector = provisioning.connector_for(session=session, asset_id=request.asset_id, policy=policy)
+    grant, new = _grant_for(session, request, now, connector=connector)
+    after = {"grantee": grant.grantee_id, "level": grant.level.value, "expires_at": grant.expires_at.isoformat()}
+    if grant.status == GrantStatus.PROVISIONING:
+        after |= {"status": grant.status.value, "connector": connector[0]}
+    log_request(session, request, "access.granted", actor=approver_id, now=now, subject=grant, after=after)
+    if new and connector is not None:
+        provisioning.start_grant(session=session, grant=grant, connector=connector, now=now)
     if tell_requester:
         _tell_requester(session, request, "request_approved", now)
     return grant
 
 
-def _grant_for(session: Session, request: AccessRequest, now: datetime) -> Grant:
+def _grant_for(session: Session, request: AccessRequest, now: datetime, *,
+               connector: tuple[str, Connector] | None = None) -> tuple[Grant, bool]:
+    # The grant and whether it is new: a renewal of an active grant extends it, and what a connector set
+    # up for it stays set up. A new grant waits in `provisioning` when a connector applies.
     duration = timedelta(hours=request.duration_hours)
     if request.renews_grant_id:
         grant = session.exec(select(Grant).where(Grant.id == request.renews_grant_id).with_for_update()).one()
@@ -329,12 +348,27 @@ def _grant_for(session: Session, request: AccessRequest, now: datetime) -> Grant
             grant.expires_at, grant.warned_at = max(grant.expires_at, now) + duration, None
             session.add(grant)
             session.flush()
-            return grant
+            return grant, False
+    # While provisioning, expires_at is only a placeholder: it runs from activation (activate_grant).
     grant = Grant(request_id=request.id, asset_id=request.asset_id, grantee_id=request.requester_id,
-                  level=request.level, emergency=request.emergency, granted_at=now, expires_at=now + duration)
+                  level=request.level, emergency=request.emergency, granted_at=now, expires_at=now + duration,
+                  status=GrantStatus.PROVISIONING if connector else GrantStatus.ACTIVE)
     session.add(grant)
     session.flush()
-    return grant
+    return grant, True
+
+
+def activate_grant(session: Session, grant: Grant, *, now: datetime) -> None:
+    """A provisioning grant becomes active now (its connector set it up); its time runs from now."""
+    check_grant_transition(grant.status, GrantStatus.ACTIVE)
+    request = session.get(AccessRequest, grant.request_id)
+    duration = timedelta(hours=request.duration_hours) if request else grant.expires_at - grant.granted_at
+    moved = session.execute(
+        update(Grant).where(Grant.id == grant.id, Grant.status == GrantStatus.PROVISIONING)
+        .values(status=GrantStatus.ACTIVE, granted_at=now, expires_at=now + duration, warned_at=None)).rowcount
+    if moved != 1:
+        raise AlreadyDecided("This access is no longer waiting to be set up.")
+    session.refresh(grant)
 
 
 def record_decision(session: Session, request: AccessRequest, approver_id: str, outcome: str, *,
@@ -456,6 +490,8 @@ def request_extension(*, session: Session, grant_id: int, actor: Actor, now: dat
     grant = _grant_for_update(session, grant_id)
     if actor.user_id != grant.grantee_id:
         raise NotAllowed("Only the person who holds this access can extend it.")
+    if grant.status == GrantStatus.PROVISIONING:
+        raise Conflict("This access is still being set up; extend it once it is active.")
     if grant.status != GrantStatus.ACTIVE:
         raise Conflict(f"This access already {grant.status.value}.")
     original = session.get(AccessRequest, grant.request_id)
@@ -467,20 +503,25 @@ def request_extension(*, session: Session, grant_id: int, actor: Actor, now: dat
 
 
 def _end_grant(session: Session, grant: Grant, target: GrantStatus, *, by: str, reason: str, now: datetime) -> None:
-    if grant.status != GrantStatus.ACTIVE:
+    was = grant.status
+    if was not in (GrantStatus.ACTIVE, GrantStatus.PROVISIONING):
         ended = "expired" if grant.status == GrantStatus.EXPIRED else "been revoked"
         raise AlreadyDecided(f"This access has already {ended}.",
                              decided_by=grant.ended_by if grant.ended_by != SYSTEM_ACTOR else "")
-    check_grant_transition(grant.status, target)
+    check_grant_transition(was, target)
     moved = session.execute(
-        update(Grant).where(Grant.id == grant.id, Grant.status == GrantStatus.ACTIVE)
+        update(Grant).where(Grant.id == grant.id, Grant.status == was)
         .values(status=target, ended_at=now, ended_by=by, end_reason=reason)).rowcount
     if moved != 1:
         raise AlreadyDecided("This access has already ended.")
     session.refresh(grant)
-    _log_grant(session, grant, f"grant.{target.value}", actor=by, now=now, after={"reason": reason})
+    _log_grant(session, grant, f"grant.{target.value}", actor=by, now=now, after={"reason": reason}, was=was)
     add_message(session=session, method=OutboxMethod.DM, user=grant.grantee_id, now=now, topic=f"grant:{grant.id}",
                 payload={"template": f"grant_{target.value}", "grant_id": grant.id})
+    # Steward has ended it; the connector that set it up is asked to follow (a revoke job), and the
+    # messages about its provisioning are redrawn (a break-glass grant's are, below, with the rest).
+    if provisioning.grant_ended(session=session, grant=grant, now=now) and not grant.emergency:
+        provisioning.redraw_grant(session=session, grant=grant, now=now)
     if target == GrantStatus.REVOKED:
         _cancel_renewals(session, grant, now)
     if grant.emergency:
@@ -588,10 +629,11 @@ def log_request(session: Session, request: AccessRequest, action: str, *, actor:
                        after={"request": request.id, **(after or {})}, now=now)
 
 
-def _log_grant(session: Session, grant: Grant, action: str, *, actor: str, now: datetime, after: dict) -> None:
+def _log_grant(session: Session, grant: Grant, action: str, *, actor: str, now: datetime, after: dict,
+               was: GrantStatus = GrantStatus.ACTIVE) -> None:
     asset = session.get(Asset, grant.asset_id)
     audit.append_entry(session=session, actor=actor, action=action, subject_type="grant", subject_id=grant.id,
-                       subject_slug=asset.slug if asset else "", before={"status": "active"},
+                       subject_slug=asset.slug if asset else "", before={"status": was.value},
                        after={"status": grant.status.value, "grantee": grant.grantee_id, **after}, now=now)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
+from workflows.db import transaction
 from workflows.models import DecisionLogEntry
 
 GENESIS_HASH = "0" * 64
@@ -23,8 +27,8 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def entry_body(entry: DecisionLogEntry) -> dict[str, Any]:
-    """The fields of an entry that its hash covers."""
+def entry_body(entry: DecisionLogEntry | Any) -> dict[str, Any]:
+    """The fields of an entry that its hash covers (from an entry, or a row with the same columns)."""
     return {
         "seq": entry.seq,
         "at": entry.at.isoformat(timespec="microseconds"),
@@ -38,7 +42,7 @@ def entry_body(entry: DecisionLogEntry) -> dict[str, Any]:
     }
 
 
-def compute_hash(prev_hash: str, entry: DecisionLogEntry) -> str:
+def compute_hash(prev_hash: str, entry: DecisionLogEntry | Any) -> str:
     """SHA-256 over the previous hash and the entry's canonical JSON."""
     return hashlib.sha256((prev_hash + canonical_json(entry_body(entry))).encode("utf-8")).hexdigest()
 
@@ -80,7 +84,12 @@ def append_entry(
 
 @dataclass(frozen=True)
 class ChainReport:
-    """The outcome of walking the chain."""
+    """The outcome of walking the chain.
+
+    `count` and `head_hash` describe the entries that check out (all of them when `ok`).
+    `first_bad_seq` is the first position where the log differs from what was chained: a modified,
+    forged or misplaced entry, or the first of a run of deleted ones.
+    """
 
     count: int
     head_hash: str
@@ -93,33 +102,119 @@ class ChainReport:
         return self.first_bad_seq is None
 
 
+# What verify reads of an entry: every column, as plain rows (no ORM objects), so a long walk is cheap.
+_CHAIN_COLUMNS = (
+    DecisionLogEntry.seq, DecisionLogEntry.at, DecisionLogEntry.actor, DecisionLogEntry.action,
+    DecisionLogEntry.subject_type, DecisionLogEntry.subject_id, DecisionLogEntry.subject_slug,
+    DecisionLogEntry.before, DecisionLogEntry.after, DecisionLogEntry.prev_hash, DecisionLogEntry.hash,
+)
+Fetch = Callable[[int | None, int], Sequence[Any]]
+FindByHash = Callable[[str], tuple[int, str] | None]
+
+
 def verify_chain(*, session: Session, batch_size: int = 5000) -> ChainReport:
-    """Walk the whole chain in order and report the first entry that does not check out."""
-    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
-    last_seq = 0
+    """Walk the whole chain in order, a batch at a time, and report the first entry that does not check out."""
+    return _walk(partial(_fetch_batch, session), partial(_find_by_hash, session), batch_size)
+
+
+def verify_chain_batched(*, engine: Engine, batch_size: int = 5000) -> ChainReport:
+    """verify_chain with one short transaction per batch, so a long walk never holds writers up."""
+    def fetch(after_seq: int | None, limit: int) -> Sequence[Any]:
+        with transaction(engine) as session:
+            return _fetch_batch(session, after_seq, limit)
+
+    def find(hash_: str) -> tuple[int, str] | None:
+        with transaction(engine) as session:
+            return _find_by_hash(session, hash_)
+
+    return _walk(fetch, find, batch_size)
+
+
+def _walk(fetch: Fetch, find: FindByHash, batch_size: int) -> ChainReport:
+    # Memory stays flat: one batch of rows, plus the hashes of the last two good entries.
+    good: deque[str] = deque([GENESIS_HASH, GENESIS_HASH], maxlen=2)
+    expected, after_seq = 1, None
     while True:
-        batch = session.exec(
-            select(DecisionLogEntry).where(DecisionLogEntry.seq > last_seq)
-            .order_by(DecisionLogEntry.seq).limit(batch_size)
-        ).all()
+        batch = fetch(after_seq, batch_size)
         if not batch:
-            return ChainReport(count=count, head_hash=prev_hash)
+            return ChainReport(count=expected - 1, head_hash=good[-1])
         for entry in batch:
-            problem = _check(entry, expected_seq, prev_hash)
-            if problem:
-                return ChainReport(count=count, head_hash=prev_hash, first_bad_seq=entry.seq, problem=problem)
-            prev_hash, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-        last_seq = batch[-1].seq
+            bad = _diagnose(entry, expected, good, find)
+            if bad is not None:
+                return bad
+            good.append(entry.hash)
+            expected += 1
+        after_seq = batch[-1].seq
 
 
-def _check(entry: DecisionLogEntry, expected_seq: int, prev_hash: str) -> str:
-    if entry.seq != expected_seq:
-        return f"expected entry {expected_seq}, found {entry.seq} (an entry was deleted or inserted)"
-    if entry.prev_hash != prev_hash:
-        return "its previous hash does not match the entry before it"
-    if compute_hash(prev_hash, entry) != entry.hash:
-        return "its contents do not match its hash (the entry was modified)"
-    return ""
+def _diagnose(entry: Any, expected: int, good: deque[str], find: FindByHash) -> ChainReport | None:
+    """None if `entry` belongs at position `expected` after the good entries; else what is wrong."""
+    prev = good[-1]
+
+    def bad(seq: int, problem: str, *, head: str = prev) -> ChainReport:
+        return ChainReport(count=max(seq - 1, 0), head_hash=head, first_bad_seq=seq, problem=problem)
+
+    seq = entry.seq
+    if seq < expected:  # only possible before entry 1: seq 0 or below
+        return bad(seq, f"unexpected entry {seq} before entry 1 (it was inserted)")
+    if seq > expected:
+        gone = f"entry {expected}" if seq == expected + 1 else f"entries {expected}-{seq - 1}"
+        where = "starts at" if expected == 1 else f"jumps from entry {expected - 1} to"
+        return bad(expected, f"missing: expected entry {expected}, but the log {where} entry {seq} "
+                             f"({gone} deleted)")
+    intact = compute_hash(entry.prev_hash, entry) == entry.hash
+    if entry.prev_hash != prev:
+        if expected == 1:
+            return bad(1, "the first entry does not start from the genesis hash (it was forged, or earlier "
+                          "entries were deleted and the rest renumbered)")
+        if entry.prev_hash == GENESIS_HASH:
+            return bad(1, f"entries 1-{expected - 1} were inserted before the real first entry, "
+                          f"now entry {expected}", head=GENESIS_HASH)
+        found = find(entry.prev_hash)
+        if found is not None and found[0] < expected - 1:
+            first = found[0] + 1
+            forged = f"entry {first} was" if first == expected - 1 else f"entries {first}-{expected - 1} were"
+            return bad(first, f"inserted: entry {expected} is chained to entry {found[0]}, so {forged} "
+                              "added between them (forged)", head=found[1])
+        if found is not None:
+            return bad(expected, f"out of order: it was chained after the entry now at seq {found[0]} "
+                                 "(entries were reordered)")
+        if intact:
+            # Entry expected-1 checks out on its own but is not what this entry was chained to:
+            # it was rewritten and its hash recomputed to hide the edit.
+            return bad(expected - 1, f"modified: its hash was recomputed, but entry {expected} was chained "
+                                     "to a different previous hash (the original)", head=good[0])
+        return bad(expected, f"its previous hash does not match entry {expected - 1} and its contents do not "
+                             "match its hash (it was rewritten or renumbered)")
+    if not intact:
+        return bad(expected, "modified: its contents do not match its hash")
+    return None
+
+
+def _fetch_batch(session: Session, after_seq: int | None, limit: int) -> Sequence[Any]:
+    query = select(*_CHAIN_COLUMNS)
+    if after_seq is not None:  # the first batch has no lower bound, so forged entries below 1 show up
+        query = query.where(DecisionLogEntry.seq > after_seq)
+    return session.exec(query.order_by(DecisionLogEntry.seq).limit(limit)).all()
+
+
+def _find_by_hash(session: Session, hash_: str) -> tuple[int, str] | None:
+    # Only asked once the chain is broken, to say how; `hash` is unique, so this is one index lookup.
+    row = session.exec(select(DecisionLogEntry.seq, DecisionLogEntry.hash)
+                       .where(DecisionLogEntry.hash == hash_)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def head_of_chain(*, session: Session) -> tuple[int, str] | None:
+    """The newest entry's seq and hash, or None when the log is empty."""
+    row = session.exec(select(DecisionLogEntry.seq, DecisionLogEntry.hash)
+                       .order_by(DecisionLogEntry.seq.desc()).limit(1)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def lock_chain(*, session: Session) -> None:
+    """Hold the chain's write lock until the transaction ends, so its head cannot move meanwhile."""
+    _lock_chain(session)
 
 
 def _lock_chain(session: Session) -> None:

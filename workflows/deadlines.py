@@ -1,5 +1,8 @@
 """What is due as of `now` for access: reminders, escalations, expiries and grant warnings and ends.
 
+Only active grants are warned and ended: a grant still being set up by its provisioning connector has
+no clock yet (it starts when the grant becomes active). Due provisioning jobs are in workflows.provisioning.
+
 Each `due_*` query reads one indexed deadline column, so a sweep costs time in proportion to what is
 due, not to the whole inventory. Each action re-checks its deadline under a row lock, so running it
 twice (a retried task, two sweeps) does the work once.

@@ -36,7 +36,7 @@ def break_glass(*, session: Session, asset_id: int, level: AccessLevel, justific
                               "hours": data.duration_hours})
     # The receipt below says what happened; a second "approved" DM would only repeat it.
     grant = access.approve_without_steps(session, request, approver_id=requester.user_id, now=now,
-                                         note="break-glass", tell_requester=False)
+                                         note="break-glass", tell_requester=False, policy=policy)
     topic = f"request:{request.id}"
     if policy.channels.security:
         add_message(session=session, method=OutboxMethod.POST, channel=policy.channels.security, now=now,

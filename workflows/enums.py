@@ -150,6 +150,30 @@ class RequestStatus(StrEnum):
 class GrantStatus(StrEnum):
     """Where a grant is in its life (transitions in workflows/access.py)."""
 
+    PROVISIONING = "provisioning"  # approved, waiting for its connector to set the access up
     ACTIVE = "active"
     EXPIRED = "expired"
     REVOKED = "revoked"
+
+
+class ConnectorType(StrEnum):
+    """How a provisioning connector carries out a grant or a revoke (see workflows/provisioning.py)."""
+
+    MANUAL = "manual"    # the asset's owner does it by hand and presses Done
+    WEBHOOK = "webhook"  # Steward POSTs a signed JSON event and waits for a 2xx
+
+
+class ProvisioningAction(StrEnum):
+    """What a provisioning job asks its connector to do."""
+
+    GRANT = "grant"
+    REVOKE = "revoke"
+
+
+class ProvisioningStatus(StrEnum):
+    """Where a provisioning job is (transitions in workflows/provisioning.py)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"        # gave up after the retries; the owner was told
+    CANCELLED = "cancelled"  # the access was revoked before it was set up

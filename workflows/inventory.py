@@ -11,7 +11,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from workflows import audit, lineage
+from workflows import audit, impact, lineage
 from workflows.details import field_errors, validate_details
 from workflows.enums import AssetKind, AssetStatus, DocType, EdgeType, RiskTier, Sensitivity
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
@@ -134,6 +134,9 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
                            subject_id=asset.id, subject_slug=asset.slug, now=now,
                            before={k: before.get(k) for k in sorted(changed)},
                            after={k: after[k] for k in sorted(changed)})
+    # Marked personal or restricted after models were built from it: tell their owners (workflows/impact.py).
+    impact.assess_dataset_change(session=session, dataset=asset, before=before, after=after,
+                                 actor_id=actor.user_id, now=now)
     if asset.owner_id != before["owner_id"] and asset.owner_id != actor.user_id:
         add_message(session=session, method=OutboxMethod.DM, user=asset.owner_id, now=now,
                     payload={"template": "asset_owner_changed", "asset_id": asset.id, "actor": actor.user_id})

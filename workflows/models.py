@@ -1,4 +1,5 @@
-"""SQLModel tables: assets, lineage edges, classifications, the decision log, the outbox and locks."""
+"""SQLModel tables: assets, lineage edges, classifications, the decision log, the outbox, locks, access
+requests and grants, and the provisioning jobs that carry grants out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from workflows.enums import (
-    AccessLevel, AssetKind, AssetStatus, EdgeType, GrantStatus, RequestStatus, RiskTier, Sensitivity,
+    AccessLevel, AssetKind, AssetStatus, ConnectorType, EdgeType, GrantStatus, ProvisioningAction,
+    ProvisioningStatus, RequestStatus, RiskTier, Sensitivity,
 )
 from workflows.types import StrEnumType, UtcDateTime
 
@@ -203,9 +205,58 @@ class Grant(SQLModel, table=True):
     level: AccessLevel = _enum_field(AccessLevel)
     emergency: bool = False
     status: GrantStatus = _enum_field(GrantStatus, GrantStatus.ACTIVE, index=True)
+    # When access began: the approval, or, with a provisioning connector, when the connector set it up.
     granted_at: datetime = _utc_column(nullable=False)
     expires_at: datetime = _utc_column(nullable=False, index=True)
     warned_at: datetime | None = _utc_column(nullable=True)
     ended_at: datetime | None = _utc_column(nullable=True)
     ended_by: str = Field(default="", max_length=32)
     end_reason: str = Field(default="", max_length=1000)
+
+
+class ProvisioningJob(SQLModel, table=True):
+    """One grant or revoke a connector has to carry out, and how that went.
+
+    A webhook job is due at `next_attempt_at` (the sweep re-enqueues it); a manual job waits for the
+    owner's Done and is never due. One job per grant and action, so a retried change writes none twice.
+    """
+
+    __tablename__ = "provisioning_job"
+    __table_args__ = (UniqueConstraint("grant_id", "action", name="uq_provisioning_job_action"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    grant_id: int = Field(foreign_key="access_grant.id", ondelete="CASCADE")
+    action: ProvisioningAction = _enum_field(ProvisioningAction)
+    # The connector's name in the policy, and its type when the job was written (what a job does is
+    # fixed then; a webhook's url and secret are looked up when it is sent).
+    connector: str = Field(max_length=64)
+    connector_type: ConnectorType = _enum_field(ConnectorType)
+    status: ProvisioningStatus = _enum_field(ProvisioningStatus, ProvisioningStatus.PENDING, index=True)
+    attempts: int = 0
+    created_at: datetime = _utc_column(nullable=False)
+    next_attempt_at: datetime | None = _utc_column(nullable=True, index=True)
+    # When the last webhook attempt started: set means the event may have reached the other side.
+    last_attempt_at: datetime | None = _utc_column(nullable=True)
+    last_error: str = Field(default="", max_length=500)
+    completed_at: datetime | None = _utc_column(nullable=True)
+    # Who confirmed it: the owner or admin who pressed Done, or "steward" for a webhook's 2xx.
+    confirmed_by: str = Field(default="", max_length=32)
+
+
+class AuditAnchor(SQLModel, table=True):
+    """The decision log's head as posted to the audit channel: Slack keeps a copy nobody here can edit.
+
+    Written with the outbox row that posts it; `channel` and `ts` are Slack's answer, filled in once
+    that row is delivered (see workflows/anchors.py). Never updated otherwise, never deleted.
+    """
+
+    __tablename__ = "audit_anchor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(index=True)
+    head_hash: str = Field(max_length=64)
+    entry_count: int
+    anchored_at: datetime = _utc_column(nullable=False, index=True)
+    channel: str = Field(default="", max_length=32)
+    ts: str = Field(default="", max_length=32)
+    outbox_id: int | None = Field(default=None, index=True)

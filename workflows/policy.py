@@ -1,4 +1,5 @@
-"""The policy file: per-tier approvers, grant limits, review intervals and required documents."""
+"""The policy file: per-tier approvers, grant limits, review intervals, required documents and the
+provisioning connectors that carry out grants and revokes."""
 
 from __future__ import annotations
 
@@ -7,17 +8,24 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workflows.enums import AssetKind, DocType, RiskTier
+from workflows.enums import AssetKind, ConnectorType, DocType, RiskTier
 from workflows.errors import InvalidInput
 
 OWNER = "owner"
 DATA_OWNERS = "data_owners"
 _BUILTIN_STEPS = {OWNER, DATA_OWNERS}
 _MEMBER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
+# A tier's `connector: none` turns provisioning off for that tier, whatever `provisioning_connector` says.
+NO_CONNECTOR = "none"
+_CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Plain http is allowed only to this machine (tests, a sidecar); anything else must be https.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class _Strict(BaseModel):
@@ -32,6 +40,8 @@ class TierPolicy(_Strict):
     max_grant_days: int = Field(ge=0, le=3650)
     review_interval_days: int = Field(gt=0, le=3650)
     required_docs: dict[AssetKind, list[DocType]] = Field(default_factory=dict)
+    # Overrides `provisioning_connector` for this tier: a connector's name, or "none".
+    connector: str | None = None
 
     @property
     def review_interval(self) -> timedelta:
@@ -76,6 +86,18 @@ class Channels(_Strict):
     audit: str = ""
 
 
+class Connector(_Strict):
+    """How grants and revokes are carried out: by the owner's hand (`manual`), or by a signed `webhook`.
+
+    The webhook's secret is never in the policy: `secret_env` names the environment variable that holds
+    it, read when an event is sent."""
+
+    type: ConnectorType
+    url: str | None = None
+    secret_env: str | None = None
+    timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+
 class Policy(_Strict):
     """The whole policy, validated."""
 
@@ -89,6 +111,9 @@ class Policy(_Strict):
     grants: GrantSettings = Field(default_factory=GrantSettings)
     emergency: EmergencySettings = Field(default_factory=EmergencySettings)
     channels: Channels = Field(default_factory=Channels)
+    connectors: dict[str, Connector] = Field(default_factory=dict)
+    # The connector every tier uses unless it names its own; None: no provisioning, grants are active at once.
+    provisioning_connector: str | None = None
 
     @field_validator("groups")
     @classmethod
@@ -118,7 +143,40 @@ class Policy(_Strict):
             for step in tier_policy.approvers:
                 if step not in _BUILTIN_STEPS and step not in self.groups:
                     raise ValueError(f"tiers.{tier.value}.approvers: unknown group '{step}'")
+        self._check_connectors()
         return self
+
+    def _check_connectors(self) -> None:
+        # Raised with the full key in the message, as the other reference checks are.
+        for name, connector in self.connectors.items():
+            where = f"connectors.{name}"
+            if name == NO_CONNECTOR or not _CONNECTOR_NAME.match(name):
+                raise ValueError(f"connectors: '{name}' is not a usable connector name (lowercase letters, "
+                                 f"digits, '-' and '_', at most 64; '{NO_CONNECTOR}' is reserved)")
+            if connector.type is ConnectorType.MANUAL:
+                for key in ("url", "secret_env"):
+                    if getattr(connector, key) is not None:
+                        raise ValueError(f"{where}.{key}: only a webhook connector has a {key}")
+                continue
+            if not connector.url:
+                raise ValueError(f"{where}.url: a webhook connector needs a url")
+            problem = webhook_url_problem(connector.url)
+            if problem:
+                raise ValueError(f"{where}.url: {problem}")
+            if not connector.secret_env:
+                raise ValueError(f"{where}.secret_env: a webhook connector needs secret_env, the name of the "
+                                 "environment variable that holds its signing secret")
+            if not _ENV_NAME.match(connector.secret_env):
+                raise ValueError(f"{where}.secret_env: '{connector.secret_env}' is not an environment variable "
+                                 "name (put the secret itself in the environment, not in the policy)")
+        named = [("provisioning_connector", self.provisioning_connector)]
+        named += [(f"tiers.{tier.value}.connector", rules.connector) for tier, rules in self.tiers.items()]
+        for label, name in named:
+            if name is None or (name == NO_CONNECTOR and label != "provisioning_connector"):
+                continue
+            if name not in self.connectors:
+                known = ", ".join(sorted(self.connectors)) or "none are defined"
+                raise ValueError(f"{label}: unknown connector '{name}' (connectors: {known})")
 
     def tier(self, tier: RiskTier | None) -> TierPolicy:
         """The rules for `tier`; an unclassified asset gets the strictest review cadence."""
@@ -146,9 +204,34 @@ class Policy(_Strict):
             return []
         return [d for d in self.grants.duration_choices_days if d <= rules.max_grant_days]
 
+    def connector_for(self, tier: RiskTier | None) -> tuple[str, Connector] | None:
+        """The connector (name and settings) that provisions grants at `tier`, or None: active at once."""
+        name = self.tier(tier).connector or self.provisioning_connector
+        if name is None or name == NO_CONNECTOR:
+            return None
+        return name, self.connectors[name]
+
     def admins(self) -> list[str]:
         """Members of the admin group (user ids and user-group references)."""
         return list(self.groups.get(self.admin_group, [])) if self.admin_group else []
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why `url` cannot receive signed events, or None: https, or http to this machine only, no credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return f"'{url}' is not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return f"'{url}' is not an https URL"
+    if parts.username or parts.password:
+        return "keep credentials out of the URL; the signing secret goes in secret_env"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return (f"'{url}' must use https (plain http is allowed only to "
+                f"{', '.join(sorted(LOOPBACK_HOSTS))})")
+    return None
 
 
 def default_policy_text() -> str:

@@ -1,6 +1,6 @@
 """Access requests: asking (command, card button, modal), deciding (Approve and Deny go to a worker),
 extending, releasing, cancelling and revoking, break-glass (Emergency ticked, then the owner's Looks right
-or Revoke), and `/steward access`.
+or Revoke), the owner's Done on a provisioning task, and `/steward access`.
 
 Approve and Deny only queue the decision: the worker decides it in the database, exactly once, and
 tells a losing click who decided first. Everything else is one `workflows.access` call in one
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from slack_bolt import App
 from sqlmodel import Session, col, select
 
-from workflows import access, emergency, inventory
+from workflows import access, emergency, inventory, provisioning
 from workflows.details import field_errors
 from workflows.enums import GrantStatus
 from workflows.errors import Conflict, DomainError, InvalidInput, NotAllowed, NotFound
@@ -84,6 +84,25 @@ def register(app: App, ctx: BotContext) -> None:
                 # Redrawing the alert and this DM (no buttons, "Reviewed by") is queued in the same change.
                 change(ctx, lambda s: emergency.confirm_emergency(
                     session=s, request_id=record_id(action, "an emergency access"), actor=actor, now=ctx.clock(),
+                    policy=ctx.policy))
+            except access.AlreadyDecided as exc:
+                refused = decision_refused_message(message=str(exc), decided_by=exc.decided_by)
+                answer(response_type="ephemeral", replace_original=False, **refused)
+
+        answer_errors(answer, run)
+
+    @app.action(Action.PROVISION_DONE)
+    def provision_done(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
+        ack()
+        answer = responder(body, respond, client)
+
+        def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
+            try:
+                # Activating the grant, the log entry, the grantee's DM and the redraw of this message
+                # (no button, "confirmed by") are one change; the domain re-checks owner or admin.
+                change(ctx, lambda s: provisioning.confirm_job(
+                    session=s, job_id=record_id(action, "a provisioning task"), actor=actor, now=ctx.clock(),
                     policy=ctx.policy))
             except access.AlreadyDecided as exc:
                 refused = decision_refused_message(message=str(exc), decided_by=exc.decided_by)
@@ -314,6 +333,8 @@ def _revocable(ctx: BotContext, session: Session, grant_id: int, actor) -> tuple
     asset = inventory.get_asset(session=session, asset_id=grant.asset_id)
     if not inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy):
         raise NotAllowed(f"Only the owner of {asset.slug} or a Steward admin can revoke access.")
+    if grant.status == GrantStatus.PROVISIONING:
+        raise Conflict("This access is still being set up; it can be revoked once it is active.")
     if grant.status != GrantStatus.ACTIVE:
         raise Conflict(f"This access has already {'been revoked' if grant.status == GrantStatus.REVOKED else 'expired'}.")
     return grant, asset

@@ -15,6 +15,7 @@ from bot.context import BotContext
 from bot.ids import Command
 from bot.listeners.access import access_command, request_command
 from bot.listeners.common import actor_for, answer_errors, ephemeral, read
+from bot.listeners.lineage import lineage_command
 from bot.listeners.modals import open_classify, open_edit, open_register
 from bot.views.assets import asset_card, asset_list
 from bot.views.common import escape
@@ -134,4 +135,5 @@ HANDLERS = {
     Command.EDIT: edit,
     Command.REQUEST: request_command,
     Command.ACCESS: access_command,
+    Command.LINEAGE: lineage_command,
 }

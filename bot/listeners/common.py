@@ -13,6 +13,7 @@ from workflows.db import transaction
 from workflows.errors import DomainError, NotFound
 from workflows.inventory import Actor
 from workflows.outbox import added_message_ids
+from workflows.provisioning import added_job_ids
 
 from bot.context import BotContext
 from bot.forms import read_metadata
@@ -36,12 +37,14 @@ def read(ctx: BotContext, fn: Callable[[Session], T]) -> T:
 
 
 def change(ctx: BotContext, fn: Callable[[Session], T]) -> T:
-    """Run one state change in one transaction, then hand its outbox rows to the workers."""
+    """Run one state change in one transaction, then hand its outbox rows and provisioning jobs to the workers."""
     with transaction(ctx.engine) as session:
         result = fn(session)
-        queued = added_message_ids(session)
+        queued, jobs = added_message_ids(session), added_job_ids(session)
     if queued:
         ctx.enqueue_delivery(queued)
+    if jobs:
+        ctx.enqueue_provisioning(jobs)
     return result
 
 

@@ -1,5 +1,6 @@
 """Access requests in Slack: the request, deny and revoke modals, the approver's message, the requester's
-news, grant notices, `/steward access`, and the pending approvals on App Home.
+news (including whether access is still being set up by a provisioning connector), grant notices,
+`/steward access`, and the pending approvals on App Home.
 
 Every builder draws from records as they are now, so a message redrawn after a decision shows the
 outcome. Buttons carry only a record id; the server re-checks every click.
@@ -11,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflows.enums import AccessLevel, GrantStatus, RequestStatus, RiskTier
-from workflows.models import AccessRequest, ApprovalStep, Asset, Grant
+from workflows.enums import AccessLevel, GrantStatus, ProvisioningAction, ProvisioningStatus, RequestStatus, RiskTier
+from workflows.models import AccessRequest, ApprovalStep, Asset, Grant, ProvisioningJob
 from workflows.policy import DATA_OWNERS, OWNER
 
 from bot.ids import AccessBlock, Action, Callback
@@ -21,6 +22,7 @@ from bot.views.common import (
     Block, actions, button, clip, confirm_dialog, context, date, date_time, divider, escape, fields_section,
     option, plain, section, sensitivity_label, tier_badge, user,
 )
+from bot.views.provisioning import job_status_line
 
 REASON_MAX = 1000
 EMERGENCY = "emergency"  # the value of the ticked break-glass checkbox
@@ -45,6 +47,12 @@ class RequestFacts:
     steps: list[ApprovalStep]
     upstream: list[Asset] = field(default_factory=list)  # sensitive datasets it was built from
     grant: Grant | None = None                            # the grant it produced or extended
+    jobs: list[ProvisioningJob] = field(default_factory=list)  # provisioning of the grant it produced
+
+    @property
+    def grant_job(self) -> ProvisioningJob | None:
+        """The job setting up the grant this request produced, if a connector sets it up."""
+        return next((j for j in self.jobs if j.action == ProvisioningAction.GRANT), None)
 
 
 # ---- modals ----------------------------------------------------------------------------------------
@@ -149,6 +157,8 @@ def approval_message(facts: RequestFacts, *, approver: str, reminder: bool = Fal
         blocks.append(section(_waiting_text(facts.steps, approver)))
     else:
         blocks.append(section(outcome_text(request)))
+        if facts.jobs:
+            blocks.append(section("\n".join(job_status_line(job, asset) for job in facts.jobs)))
     status = "" if pending else f" ({request.status.value})"
     text = f"Access request #{request.id}{status}: {request.level.value} access to {escape(asset.name)}"
     return {"text": text, "blocks": blocks}
@@ -247,6 +257,8 @@ def requester_news(facts: RequestFacts, template: str) -> dict[str, Any]:
         until = f" It lasts until {date_time(facts.grant.expires_at)}." if facts.grant else ""
         deciders = [s.approved_by for s in facts.steps if s.approved_by]
         by = f" by {mentions(deciders)}" if deciders else ""
+        if facts.grant is not None and facts.grant.status == GrantStatus.PROVISIONING:
+            until = _setting_up(facts)
         text = f":white_check_mark: Your request #{request.id} for {what} was approved{by}.{until}"
     elif template == "request_denied":
         text = (f":no_entry_sign: {user(request.resolved_by)} denied your request #{request.id} for {what}:\n"
@@ -266,10 +278,18 @@ def requester_news(facts: RequestFacts, template: str) -> dict[str, Any]:
 
 
 def grant_news(grant: Grant, asset: Asset, template: str) -> dict[str, Any]:
-    """A grantee's notice: access ends soon (with Extend while it is active), has expired, or was revoked."""
+    """A grantee's notice: access is ready (set up by its connector), ends soon (with Extend while it is
+    active), has expired, or was revoked."""
     what = f"*{grant.level.value}* access to {asset_line(asset)}"
     blocks: list[Block]
-    if template == "grant_expiring":
+    if template == "grant_active":
+        if grant.status == GrantStatus.ACTIVE:
+            blocks = [section(f":white_check_mark: Your {what} is set up and ready. It lasts until "
+                              f"{date_time(grant.expires_at)}."),
+                      context("`/steward access` lists your access and lets you release it early.")]
+        else:
+            blocks = [section(f":lock: Your {what} has {grant.status.value}.")]
+    elif template == "grant_expiring":
         if grant.status == GrantStatus.ACTIVE:
             blocks = [section(f":hourglass_flowing_sand: Your {what} ends {date_time(grant.expires_at)}."),
                       actions(button("Extend", Action.EXTEND_GRANT, str(grant.id), style="primary"),
@@ -288,6 +308,15 @@ def grant_news(grant: Grant, asset: Asset, template: str) -> dict[str, Any]:
     else:
         raise ValueError(f"not a grant template: {template!r}")
     return {"text": f"Your {grant.level.value} access to {escape(asset.name)}", "blocks": blocks}
+
+
+def _setting_up(facts: RequestFacts) -> str:
+    job = facts.grant_job
+    if job is not None and job.status == ProvisioningStatus.FAILED:
+        return (f"\n:x: But setting up the access failed, so it is not active yet. The owner, "
+                f"{user(facts.asset.owner_id)}, has been told and can set it up by hand.")
+    return ("\n:gear: The access is being set up; Steward tells you when it is ready, and it lasts "
+            f"{duration_label(facts.request.duration_hours)} from then.")
 
 
 def decision_refused_message(*, message: str, decided_by: str) -> dict[str, Any]:

@@ -95,6 +95,9 @@ def status_text(facts: EmergencyFacts) -> str:
         lines.append(f":lock: Released by {user(grant.grantee_id)} {date_time(grant.ended_at)}.")
     elif grant is not None and grant.status == GrantStatus.EXPIRED:
         lines.append(f":hourglass: Expired {date_time(grant.ended_at or grant.expires_at)}.")
+    elif grant is not None and grant.status == GrantStatus.PROVISIONING:
+        lines.append(":gear: The access is being set up by its provisioning connector; Steward tells the "
+                     "requester when it is ready.")
     if awaiting_review(facts):
         lines.append(f":hourglass_flowing_sand: Waiting for the review by the owner, {user(facts.asset.owner_id)}.")
     return "\n".join(lines)
@@ -116,7 +119,9 @@ def _facts_fields(facts: EmergencyFacts) -> Block:
 
 
 def _until(facts: EmergencyFacts) -> str:
-    return f" It lasts until {date_time(facts.grant.expires_at)}." if facts.grant is not None else ""
+    if facts.grant is None or facts.grant.status == GrantStatus.PROVISIONING:
+        return ""  # its time runs from when it is set up
+    return f" It lasts until {date_time(facts.grant.expires_at)}."
 
 
 def _text_outcome(facts: EmergencyFacts) -> str:

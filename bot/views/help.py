@@ -15,6 +15,8 @@ COMMANDS = [
     ("/steward request <slug> --emergency",
      "Break-glass: access at once for a few hours; security is alerted and the owner reviews it."),
     ("/steward access", "List your access and pending requests, to release or cancel them."),
+    ("/steward lineage <slug> [up|down]",
+     "Show what an asset was built from (up), or what depends on it (down), five levels deep."),
     ("/steward help", "Show this help."),
 ]
 

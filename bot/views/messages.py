@@ -16,8 +16,10 @@ from workflows import lineage
 from workflows.access import DATA_LINEAGE, SENSITIVE, steps_of
 from workflows.enums import AssetKind
 from workflows.emergency import CONFIRM
-from workflows.models import AccessRequest, Asset, Decision, Grant, OutboxMessage
+from workflows.impact import affected_assets
+from workflows.models import AccessRequest, Asset, Decision, Grant, OutboxMessage, ProvisioningJob
 from workflows.outbox import OutboxMethod
+from workflows.provisioning import jobs_of
 
 from bot.ids import Action
 from bot.views.access import (
@@ -25,7 +27,9 @@ from bot.views.access import (
 )
 from bot.views.assets import asset_line
 from bot.views.emergency import EmergencyFacts, emergency_alert, emergency_filed, emergency_review
-from bot.views.common import Block, actions, button, section, user
+from bot.views.lineage import impact_notice
+from bot.views.provisioning import JobFacts, manual_task_message, provisioning_failed_message
+from bot.views.common import Block, actions, button, context, escape, section, user
 
 REDRAW = "redraw"
 Content = dict[str, Any]
@@ -76,6 +80,17 @@ def _classified_owner(asset: Asset, actor: str) -> str:
     return f":scales: {user(actor)} classified {asset_line(asset)}"
 
 
+def _impact(session: Session, payload: dict[str, Any]) -> Content:
+    # The affected assets and who holds access are read as they are now; what changed is the event itself.
+    dataset = session.get(Asset, payload["dataset_id"])
+    if dataset is None:
+        return {"text": "A dataset Steward told you about no longer exists."}
+    affected = affected_assets(session=session, asset_ids=payload["asset_ids"])
+    return impact_notice(dataset=dataset, affected=affected,
+                         changes=payload.get("changes", {}), actor=payload.get("actor", ""),
+                         recertify=set(payload.get("recertify_ids", [])))
+
+
 def _fallback(text: str) -> str:
     # Notifications show the plain text; drop the emoji codes that lead it.
     return text.split(" ", 1)[-1] if text.startswith(":") else text
@@ -93,10 +108,12 @@ def request_facts(session: Session, request_id: int) -> RequestFacts | None:
     if request is None or asset is None:
         return None
     grant = session.exec(select(Grant).where(Grant.request_id == request.id)).first()
+    # Only the grant this request produced: an extension's grant was set up for an earlier request.
+    jobs = jobs_of(session=session, grant_id=grant.id) if grant is not None else []
     if grant is None and request.renews_grant_id:
         grant = session.get(Grant, request.renews_grant_id)
     return RequestFacts(request=request, asset=asset, steps=steps_of(session=session, request_id=request.id),
-                        upstream=sensitive_upstream(session, asset), grant=grant)
+                        upstream=sensitive_upstream(session, asset), grant=grant, jobs=jobs)
 
 
 def sensitive_upstream(session: Session, asset: Asset) -> list[Asset]:
@@ -158,9 +175,33 @@ def _grant(session: Session, payload: dict[str, Any]) -> Content:
     return grant_news(grant, asset, payload["template"])
 
 
+def _job(draw: Callable[[JobFacts], Content]) -> Callable[[Session, dict[str, Any]], Content]:
+    def render(session: Session, payload: dict[str, Any]) -> Content:
+        job = session.get(ProvisioningJob, payload["job_id"])
+        grant = session.get(Grant, job.grant_id) if job else None
+        asset = session.get(Asset, grant.asset_id) if grant else None
+        if job is None or grant is None or asset is None:
+            return {"text": "Access Steward asked you to change no longer exists."}
+        return draw(JobFacts(job=job, grant=grant, asset=asset))
+    return render
+
+
 def _refused(session: Session, payload: dict[str, Any]) -> Content:
     return decision_refused_message(message=str(payload.get("message", "")),
                                     decided_by=str(payload.get("decided_by") or ""))
+
+
+# ---- evidence --------------------------------------------------------------------------------------
+
+
+def _audit_anchor(session: Session, payload: dict[str, Any]) -> Content:
+    # From the payload, not the table: it was written with the anchor, and the post must say exactly
+    # what was anchored. The time is UTC ISO, not Slack's localised date: auditors compare it as text.
+    text = (f":lock: Decision log anchor: {int(payload['entry_count'])} entries, head hash "
+            f"`{escape(str(payload['head_hash']))}` (entry {int(payload['seq'])}), "
+            f"as of {escape(str(payload['anchored_at']))}")
+    note = "Check it with `steward audit verify --anchors`."
+    return {"text": _fallback(text), "blocks": [section(text), context(note)]}
 
 
 _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
@@ -169,6 +210,7 @@ _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "asset_updated": _asset_message(_updated),
     "asset_owner_changed": _asset_message(_owner_changed),
     "asset_classified_owner": _asset_message(_classified_owner),
+    "impact_notice": _impact,
     "approval_request": _approval,
     "approval_reminder": lambda session, payload: _approval(session, payload, reminder=True),
     "request_filed": _filed,
@@ -176,10 +218,14 @@ _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "request_denied": _news,
     "request_expired": _news,
     "request_escalated": _news,
+    "grant_active": _grant,
     "grant_expiring": _grant,
     "grant_expired": _grant,
     "grant_revoked": _grant,
     "decision_refused": _refused,
     "emergency_alert": _emergency(emergency_alert),
     "emergency_review": _emergency(emergency_review),
+    "audit_anchor": _audit_anchor,
+    "provisioning_manual": _job(manual_task_message),
+    "provisioning_failed": _job(provisioning_failed_message),
 }

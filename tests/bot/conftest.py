@@ -78,6 +78,7 @@ class Harness:
     ctx: BotContext
     enqueued: list[int] = field(default_factory=list)
     decisions: list[QueuedDecision] = field(default_factory=list)
+    provisioned: list[int] = field(default_factory=list)  # webhook jobs handed to the (stand-in) queue
     queue_accepts: bool = True  # False plays a broker that is down
 
     def enqueue_decision(self, request_id: int, approver_id: str, outcome: str, reason: str, channel: str) -> bool:
@@ -93,7 +94,7 @@ class Harness:
         results = []
         while self.decisions:
             results.append(decide(self.ctx.engine, self.decisions.pop(0), now=self.ctx.clock(),
-                                  enqueued=self.enqueued))
+                                  enqueued=self.enqueued, policy=self.ctx.policy))
         return results
 
     def dispatch(self, body: str, headers: dict[str, str]) -> BoltResponse:
@@ -142,16 +143,18 @@ def harness(engine, fake, bot_policy, now) -> Harness:
                      members_of=members_from(directory, bot_policy))
     harness = Harness(app=None, fake=fake, ctx=ctx, enqueued=enqueued)
     ctx.enqueue_decision = harness.enqueue_decision
+    ctx.enqueue_provisioning = harness.provisioned.extend
     harness.app = create_app(ctx, client=client, process_before_response=True)
     return harness
 
 
-def decide(engine, call: QueuedDecision, *, now: datetime, enqueued: list[int]) -> str:
+def decide(engine, call: QueuedDecision, *, now: datetime, enqueued: list[int], policy: Policy | None = None) -> str:
     """Run one queued decision through workflows.access, the way the decision task does."""
     try:
         with transaction(engine) as session:
             if call.outcome == access.APPROVE:
-                access.approve(session=session, request_id=call.request_id, approver_id=call.approver_id, now=now)
+                access.approve(session=session, request_id=call.request_id, approver_id=call.approver_id, now=now,
+                               policy=policy)
             else:
                 access.deny(session=session, request_id=call.request_id, approver_id=call.approver_id,
                             reason=call.reason, now=now)

@@ -38,7 +38,7 @@ from workers.tasks import (
     sweep_once,
 )
 from workflows.enums import GrantStatus, RequestStatus
-from workflows.models import AccessRequest, Grant, OutboxMessage
+from workflows.models import AccessRequest, Grant, OutboxMessage, ProvisioningJob
 from workflows.outbox import OutboxMethod
 from workflows.policy import Policy
 
@@ -202,7 +202,7 @@ def test_the_sweep_enqueues_exactly_what_is_due(engine, ctx, clock, now, pending
     counts, due, _ = sweep_at(ctx, clock, now + timedelta(days=7))
     assert due == {("reminder", p), ("escalation", p), ("request_expiry", p), ("grant_expiry", g)}
     assert counts == {OUTBOX: 0, "reminder": 1, "escalation": 1, "request_expiry": 1, "grant_warning": 0,
-                      "grant_expiry": 1}
+                      "grant_expiry": 1, "provisioning": 0, "audit_anchor": 0}
 
 
 def test_work_done_is_not_swept_again(engine, ctx, clock, now, pending):
@@ -245,13 +245,14 @@ def test_run_due_is_a_thin_task(engine, ctx, settings, clock, now, grant, fresh_
 
 # ---- the sweep's queries stay on indexed columns -------------------------------------------------
 
-# Every deadline column a due query ranges over (workflows.deadlines and workflows.outbox).
+# Every deadline column a due query ranges over (workflows.deadlines, .outbox and .provisioning).
 DEADLINE_COLUMNS = [
     (OutboxMessage, "next_attempt_at"),
     (AccessRequest, "next_reminder_at"),
     (AccessRequest, "escalate_at"),
     (AccessRequest, "expires_at"),
     (Grant, "expires_at"),
+    (ProvisioningJob, "next_attempt_at"),
 ]
 
 

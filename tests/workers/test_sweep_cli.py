@@ -72,6 +72,8 @@ def test_dry_run_prints_what_is_due_and_changes_nothing(db, home):
         "1 request expiry(ies) due",
         "1 grant expiry warning(s) due",
         "1 grant expiry(ies) due",
+        "0 provisioning job(s) due",
+        "0 audit anchor(s) due",
     ]
     assert row_counts(db) == before_rows
     assert outbox_rows(db) == before_outbox  # nothing claimed, nothing sent
@@ -90,6 +92,8 @@ def test_sweep_enqueues_everything_due_on_the_broker(db, home):
         "enqueued 1 request expiry(ies)",
         "enqueued 1 grant expiry warning(s)",
         "enqueued 1 grant expiry(ies)",
+        "enqueued 0 provisioning job(s)",
+        "enqueued 0 audit anchor(s)",
     ]
     messages = take_messages(make_celery(Settings(_env_file=None, steward_home=home)))
     due = sorted(m.decode()[0][0] for m in messages if m.headers["task"] == RUN_DUE)

@@ -27,7 +27,8 @@ from workflows.errors import Conflict, InvalidInput
 
 ALLOWED_REQUEST_MOVES = {(R.PENDING, R.APPROVED), (R.PENDING, R.DENIED), (R.PENDING, R.CANCELLED),
                          (R.PENDING, R.EXPIRED)}
-ALLOWED_GRANT_MOVES = {(G.ACTIVE, G.EXPIRED), (G.ACTIVE, G.REVOKED)}
+ALLOWED_GRANT_MOVES = {(G.PROVISIONING, G.ACTIVE), (G.PROVISIONING, G.REVOKED), (G.ACTIVE, G.EXPIRED),
+                       (G.ACTIVE, G.REVOKED)}
 
 
 def test_the_request_table_names_every_state_and_only_the_allowed_moves():

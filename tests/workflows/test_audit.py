@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlmodel import Session, select
 
 from tests.factories import classify_system, edit_asset, make_asset, retire
@@ -126,7 +126,7 @@ def test_a_modified_entry_is_reported_with_its_seq(engine, now):
     assert report.head_hash != head
 
 
-def test_a_modified_entry_with_a_recomputed_hash_breaks_the_next_link(engine, now):
+def test_a_modified_entry_with_a_recomputed_hash_is_named_by_the_next_link(engine, now):
     _append(engine, now, 4)
     with transaction(engine) as session:
         entry = session.get(DecisionLogEntry, 2)
@@ -135,26 +135,133 @@ def test_a_modified_entry_with_a_recomputed_hash_breaks_the_next_link(engine, no
         session.expunge(entry)
     _tamper(engine, "UPDATE decision_log SET actor = 'U0MALLORY', hash = :hash WHERE seq = 2", hash=forged)
     report = _verify(engine)
-    assert report.first_bad_seq == 3
-    assert "previous hash" in report.problem
+    # Entry 2 checks out on its own; entry 3 still records entry 2's original hash, which gives it away.
+    assert (report.first_bad_seq, report.count) == (2, 1)
+    assert "modified" in report.problem and "recomputed" in report.problem
+    assert report.head_hash == _entries(engine)[0].hash
 
 
-def test_a_deleted_middle_entry_is_reported(engine, now):
+@pytest.mark.parametrize("batch_size", [2, 5000])
+def test_a_deleted_middle_entry_is_reported(engine, now, batch_size):
     _append(engine, now, 5)
     _tamper(engine, "DELETE FROM decision_log WHERE seq = 3")
     assert [e.seq for e in _entries(engine)] == [1, 2, 4, 5]
-    report = _verify(engine)
-    assert not report.ok
-    assert report.first_bad_seq == 4
-    assert "expected entry 3" in report.problem
-    assert report.count == 2
+    report = _verify(engine, batch_size=batch_size)
+    assert (report.ok, report.first_bad_seq, report.count) == (False, 3, 2)
+    assert "missing" in report.problem and "entry 3 deleted" in report.problem
 
 
 def test_a_deleted_first_entry_is_reported(engine, now):
     _append(engine, now, 3)
     _tamper(engine, "DELETE FROM decision_log WHERE seq = 1")
     report = _verify(engine)
-    assert (report.ok, report.first_bad_seq, report.count) == (False, 2, 0)
+    assert (report.ok, report.first_bad_seq, report.count, report.head_hash) == (False, 1, 0, audit.GENESIS_HASH)
+    assert "starts at entry 2" in report.problem
+
+
+def test_a_deletion_hidden_by_renumbering_is_reported(engine, now):
+    _append(engine, now, 5)
+    _tamper(engine, "DELETE FROM decision_log WHERE seq = 3")
+    _shift(engine, from_seq=4, by=-1)
+    assert [e.seq for e in _entries(engine)] == [1, 2, 3, 4]
+    report = _verify(engine)
+    assert (report.first_bad_seq, report.count) == (3, 2)
+    assert "renumbered" in report.problem
+
+
+def test_deleting_the_last_entries_is_invisible_to_the_chain_alone(engine, now):
+    # Truncation leaves a shorter chain that is intact: only an anchor (test_anchors.py) shows it.
+    _append(engine, now, 5)
+    head = _entries(engine)[2].hash
+    _tamper(engine, "DELETE FROM decision_log WHERE seq > 3")
+    report = _verify(engine)
+    assert (report.ok, report.count, report.head_hash) == (True, 3, head)
+
+
+@pytest.mark.parametrize("batch_size", [2, 5000])
+def test_a_forged_entry_inserted_in_the_middle_is_named(engine, now, batch_size):
+    _append(engine, now, 5)
+    entries = _entries(engine)
+    _shift(engine, from_seq=3, by=1)
+    # A well-made forgery: it links to entry 2 and hashes correctly; only entry 4 (the old 3) betrays it.
+    _forge(engine, seq=3, prev_hash=entries[1].hash, at=now)
+    assert [e.seq for e in _entries(engine)] == [1, 2, 3, 4, 5, 6]
+    report = _verify(engine, batch_size=batch_size)
+    assert (report.first_bad_seq, report.count, report.head_hash) == (3, 2, entries[1].hash)
+    assert "inserted" in report.problem and "entry 4 is chained to entry 2" in report.problem
+
+
+def test_a_forged_entry_appended_with_a_wrong_hash_is_named(engine, now):
+    _append(engine, now, 3)
+    _forge(engine, seq=4, prev_hash=_entries(engine)[-1].hash, at=now, hash="f" * 64)
+    report = _verify(engine)
+    assert (report.first_bad_seq, report.count) == (4, 3)
+    assert "modified" in report.problem
+
+
+def test_a_forged_entry_before_the_first_is_named(engine, now):
+    _append(engine, now, 2)
+    _forge(engine, seq=0, prev_hash=audit.GENESIS_HASH, at=now)
+    report = _verify(engine)
+    assert (report.first_bad_seq, report.count) == (0, 0)
+    assert "inserted" in report.problem
+
+
+def test_a_forged_chain_put_in_front_of_the_real_one_is_named(engine, now):
+    _append(engine, now, 3)
+    _shift(engine, from_seq=1, by=1)
+    _forge(engine, seq=1, prev_hash=audit.GENESIS_HASH, at=now)
+    report = _verify(engine)
+    assert (report.first_bad_seq, report.count) == (1, 0)
+    assert "inserted before the real first entry" in report.problem
+
+
+def test_a_first_entry_that_does_not_start_from_genesis_is_named(engine, now):
+    _append(engine, now, 3)
+    _tamper(engine, "UPDATE decision_log SET prev_hash = :prev WHERE seq = 1", prev="e" * 64)
+    report = _verify(engine)
+    assert (report.first_bad_seq, report.count) == (1, 0)
+    assert "genesis" in report.problem
+
+
+@pytest.mark.parametrize(("a", "b"), [(2, 4), (3, 4), (1, 5)])
+@pytest.mark.parametrize("batch_size", [2, 5000])
+def test_swapped_entries_are_reported_as_reordered(engine, now, a, b, batch_size):
+    _append(engine, now, 5)
+    _swap(engine, a, b)
+    assert [e.seq for e in _entries(engine)] == [1, 2, 3, 4, 5]
+    report = _verify(engine, batch_size=batch_size)
+    assert (report.first_bad_seq, report.count) == (a, a - 1)
+    if a > 1:
+        assert "out of order" in report.problem and "reordered" in report.problem
+    else:
+        assert "genesis" in report.problem
+
+
+def _shift(engine, *, from_seq: int, by: int) -> None:
+    """Renumber entries from `from_seq` on by `by` (in two steps, so no seq is ever taken twice)."""
+    _tamper(engine, "UPDATE decision_log SET seq = -seq WHERE seq >= :s", s=from_seq)
+    _tamper(engine, "UPDATE decision_log SET seq = -seq + :by WHERE seq < 0", by=by)
+
+
+def _swap(engine, a: int, b: int) -> None:
+    """Exchange two entries' seq values."""
+    _tamper(engine, "UPDATE decision_log SET seq = -1 WHERE seq = :a", a=a)
+    _tamper(engine, "UPDATE decision_log SET seq = :a WHERE seq = :b", a=a, b=b)
+    _tamper(engine, "UPDATE decision_log SET seq = :b WHERE seq = -1", b=b)
+
+
+def _forge(engine, *, seq: int, prev_hash: str, at, hash: str | None = None) -> None:
+    """Insert an entry behind the services' back, hashed correctly unless `hash` is given."""
+    entry = DecisionLogEntry(seq=seq, at=at, actor="U0MALLORY", action="access.approved", subject_type="test",
+                             subject_id=None, subject_slug="", before=None, after={"forged": True},
+                             prev_hash=prev_hash, hash="")
+    entry.hash = hash or audit.compute_hash(prev_hash, entry)
+    with transaction(engine) as session:
+        session.execute(insert(DecisionLogEntry.__table__).values(
+            seq=entry.seq, at=entry.at, actor=entry.actor, action=entry.action, subject_type=entry.subject_type,
+            subject_id=None, subject_slug="", before=None, after=entry.after, prev_hash=prev_hash,
+            hash=entry.hash))
 
 
 def test_appends_after_a_rolled_back_transaction_leave_no_gap(engine, now):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from workflows.enums import AssetKind, DocType, RiskTier
+from workflows.enums import AssetKind, ConnectorType, DocType, RiskTier
 from workflows.errors import InvalidInput
 from workflows.policy import Policy, default_policy_text, load_policy, parse_policy
 
@@ -198,3 +198,88 @@ def test_the_policy_is_frozen(policy):
     with pytest.raises(ValidationError):
         policy.admin_group = "someone-else"  # type: ignore[misc]
     assert policy.admin_group == "admins"
+
+
+# ---- provisioning connectors ---------------------------------------------------------------------
+
+IAM = {"type": "webhook", "url": "https://iam.example.com/steward", "secret_env": "STEWARD_IAM_SECRET"}
+
+
+def _with_connectors(connectors: dict[str, Any], *, default: str | None = None,
+                     tiers: dict[str, str] | None = None) -> dict[str, Any]:
+    data = _default()
+    data["connectors"] = connectors
+    data["provisioning_connector"] = default
+    for tier, name in (tiers or {}).items():
+        data["tiers"][tier]["connector"] = name
+    return data
+
+
+def test_by_default_no_connector_provisions_anything(policy):
+    assert policy.connectors == {} and policy.provisioning_connector is None
+    assert all(policy.connector_for(tier) is None for tier in [*RiskTier, None])
+
+
+def test_connectors_load_and_each_tier_finds_its_own():
+    policy = _parse(_with_connectors({"iam": IAM, "by-hand": {"type": "manual"}}, default="by-hand",
+                                     tiers={"high": "iam", "limited": "none"}))
+    name, iam = policy.connector_for(RiskTier.HIGH)
+    assert (name, iam.type, iam.url, iam.secret_env, iam.timeout_seconds) == (
+        "iam", ConnectorType.WEBHOOK, IAM["url"], "STEWARD_IAM_SECRET", 10)
+    assert policy.connector_for(RiskTier.MINIMAL)[0] == "by-hand"
+    assert policy.connector_for(None)[0] == "by-hand"  # unclassified follows minimal
+    assert policy.connector_for(RiskTier.LIMITED) is None  # `none` opts a tier out
+
+
+@pytest.mark.parametrize("url", ["https://iam.example.com/hook?x=1", "http://127.0.0.1:8080/hook",
+                                 "http://localhost/hook", "http://[::1]:9000/hook", "https://10.0.0.5:8443/"])
+def test_webhook_urls_that_are_accepted(url):
+    policy = _parse(_with_connectors({"iam": {**IAM, "url": url}}, default="iam"))
+    assert policy.connectors["iam"].url == url
+
+
+# (id, connectors, default connector, tier overrides, texts the message must contain)
+BAD_CONNECTORS = [
+    ("unknown default connector", {"iam": IAM}, "ldap", {}, ["provisioning_connector", "unknown connector 'ldap'"]),
+    ("unknown connector with none defined", {}, "iam", {}, ["provisioning_connector", "'iam'", "none are defined"]),
+    ("unknown tier connector", {"iam": IAM}, None, {"high": "okta"}, ["tiers.high.connector", "unknown connector 'okta'"]),
+    ("http to another host", {"iam": {**IAM, "url": "http://iam.example.com/hook"}}, "iam", {},
+     ["connectors.iam.url", "must use https", "127.0.0.1"]),
+    ("http to a private address", {"iam": {**IAM, "url": "http://10.0.0.5/hook"}}, "iam", {},
+     ["connectors.iam.url", "must use https"]),
+    ("not a URL", {"iam": {**IAM, "url": "iam.example.com/hook"}}, "iam", {}, ["connectors.iam.url", "not an https URL"]),
+    ("another scheme", {"iam": {**IAM, "url": "ftp://iam.example.com/"}}, "iam", {}, ["connectors.iam.url"]),
+    ("credentials in the URL", {"iam": {**IAM, "url": "https://bot:hunter2@iam.example.com/"}}, "iam", {},
+     ["connectors.iam.url", "credentials"]),
+    ("webhook without url", {"iam": {"type": "webhook", "secret_env": "S"}}, "iam", {},
+     ["connectors.iam.url", "needs a url"]),
+    ("webhook without secret_env", {"iam": {"type": "webhook", "url": IAM["url"]}}, "iam", {},
+     ["connectors.iam.secret_env", "needs secret_env"]),
+    ("secret_env that is not a variable name", {"iam": {**IAM, "secret_env": "s3cr3t value!"}}, "iam", {},
+     ["connectors.iam.secret_env", "not an environment variable name"]),
+    ("manual with a url", {"desk": {"type": "manual", "url": IAM["url"]}}, "desk", {},
+     ["connectors.desk.url", "only a webhook"]),
+    ("unknown type", {"iam": {**IAM, "type": "ldap"}}, "iam", {}, ["connectors.iam.type"]),
+    ("unknown connector key", {"iam": {**IAM, "secret": "hunter2"}}, "iam", {},
+     ["unknown key", "'connectors.iam.secret'"]),
+    ("reserved name", {"none": {"type": "manual"}}, None, {}, ["connectors", "'none'", "reserved"]),
+    ("bad name", {"My IAM": {"type": "manual"}}, None, {}, ["connectors", "'My IAM'"]),
+    ("timeout too long", {"iam": {**IAM, "timeout_seconds": 600}}, "iam", {}, ["connectors.iam.timeout_seconds"]),
+    ("top-level none", {"iam": IAM}, "none", {}, ["provisioning_connector", "unknown connector 'none'"]),
+]
+
+
+@pytest.mark.parametrize(("connectors", "default", "tiers", "expected"), [b[1:] for b in BAD_CONNECTORS],
+                         ids=[b[0] for b in BAD_CONNECTORS])
+def test_a_bad_connector_is_refused_with_a_message_naming_the_key(connectors, default, tiers, expected):
+    with pytest.raises(InvalidInput) as excinfo:
+        _parse(_with_connectors(connectors, default=default, tiers=tiers))
+    message = str(excinfo.value)
+    for text in expected:
+        assert text in message, message
+
+
+def test_the_secret_itself_is_never_in_the_policy(monkeypatch):
+    monkeypatch.setenv("STEWARD_IAM_SECRET", "hunter2")
+    policy = _parse(_with_connectors({"iam": IAM}, default="iam"))
+    assert "hunter2" not in policy.model_dump_json()

@@ -1,4 +1,4 @@
-"""Access requests, their approval steps and decisions, and grants.
+"""Access requests, their approval steps and decisions, grants, and their provisioning jobs.
 
 Revision ID: 0002
 Revises: 0001
@@ -101,9 +101,29 @@ def upgrade() -> None:
     sa.UniqueConstraint("request_id", "approver_id", name="uq_decision_approver")
     )
     op.create_index("ix_decision_request_id", "decision", ["request_id"], unique=False)
+    op.create_table("provisioning_job",
+    sa.Column("id", sa.Integer(), nullable=False),
+    sa.Column("grant_id", sa.Integer(), nullable=False),
+    sa.Column("action", sa.String(length=32), nullable=False),
+    sa.Column("connector", sa.String(length=64), nullable=False),
+    sa.Column("connector_type", sa.String(length=32), nullable=False),
+    sa.Column("status", sa.String(length=32), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.String(length=500), nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("confirmed_by", sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(["grant_id"], ["access_grant.id"], ondelete="CASCADE"),
+    sa.PrimaryKeyConstraint("id"),
+    sa.UniqueConstraint("grant_id", "action", name="uq_provisioning_job_action")
+    )
+    op.create_index("ix_provisioning_job_next_attempt_at", "provisioning_job", ["next_attempt_at"], unique=False)
+    op.create_index("ix_provisioning_job_status", "provisioning_job", ["status"], unique=False)
 
 
 def downgrade() -> None:
     """Drop the access tables."""
-    for table in ("decision", "approval_step", "access_grant", "access_request"):
+    for table in ("provisioning_job", "decision", "approval_step", "access_grant", "access_request"):
         op.drop_table(table)

@@ -1,0 +1,82 @@
+"""Peak memory and time of `steward audit verify --anchors` as the decision log grows.
+
+Fills a database with a valid hash chain of synthetic entries (bench/export_memory.py's fill: hashes
+computed in a loop, rows inserted in bulk), then runs the real command in a child process and reads
+that child's peak RSS (from wait4) and time: for an empty log, a tenth of --entries, and --entries.
+Flat means the last two peaks are about the same: verify reads in keyset batches of 5,000 rows, one
+short transaction each. Prints figures; never passes or fails.
+
+    .venv/bin/python bench/verify_memory.py [--entries 1000000] [--database-url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select
+
+from bench.export_memory import LOG, fill_to
+from workflows.db import make_engine
+from workflows.schema import upgrade_database
+
+
+def run_verify(database_url: str) -> tuple[str, float, float, float]:
+    """Run verify in a child process; return (its first line, peak RSS in MiB, wall s, CPU s)."""
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "steward", "audit", "verify", "--anchors"],
+                                 stdout=out, stderr=err, env=env, cwd=ROOT)
+        # wait4, not wait: it also returns the child's resource usage, peak RSS included.
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child.returncode != 0:
+            raise SystemExit(f"verify failed ({child.returncode}): {err.read().decode().strip()}")
+        first = out.read().decode().splitlines()[0]
+    # ru_maxrss is in KiB on Linux.
+    return first, usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    """Fill, verify, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000, help="the larger log size (default 1,000,000)")
+    parser.add_argument("--database-url", default="",
+                        help="a throwaway PostgreSQL database (entries are appended); default: SQLite in a temp dir")
+    args = parser.parse_args()
+    sizes = sorted({max(1, args.entries // 10), args.entries})
+    with tempfile.TemporaryDirectory(prefix="steward-verify-bench-") as folder:
+        url = args.database_url or f"sqlite:///{Path(folder, 'bench.db').as_posix()}"
+        engine = make_engine(url)
+        upgrade_database(engine)
+        print(f"database: {engine.dialect.name}; command: steward audit verify --anchors")
+        print(f"{'entries':>10}  {'fill s':>8}  {'verify s':>9}  {'cpu s':>7}  {'rows/s':>9}  {'peak RSS MiB':>12}")
+        line, rss, wall, cpu = run_verify(url)
+        print(f"{'0':>10}  {'-':>8}  {wall:9.2f}  {cpu:7.2f}  {'-':>9}  {rss:12.1f}")
+        baseline = rss
+        for size in sizes:
+            filled = fill_to(engine, size)
+            with engine.connect() as conn:
+                count = conn.execute(select(LOG.c.seq).order_by(LOG.c.seq.desc()).limit(1)).scalar_one()
+            line, rss, wall, cpu = run_verify(url)
+            print(f"{count:>10,}  {filled:8.1f}  {wall:9.2f}  {cpu:7.2f}  {count / wall:9,.0f}  {rss:12.1f}")
+        print(f"last verify said: {line}")
+        print(f"peak RSS above the empty-log baseline at {sizes[-1]:,} entries: {rss - baseline:.1f} MiB")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
