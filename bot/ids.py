@@ -31,6 +31,7 @@ class Callback(StrEnum):
     REQUEST_ACCESS = "access_request"
     DENY = "access_deny"
     REVOKE = "access_revoke"
+    REVIEW_RETIRE = "review_retire"  # the confirmation of Retire from a review nudge
 
 
 class Action(StrEnum):
@@ -51,7 +52,21 @@ class Action(StrEnum):
     REVOKE_OPEN = "access_revoke_open"      # value: grant id
     CONFIRM_EMERGENCY = "access_emergency_confirm"  # value: request id (the owner's "Looks right")
     PROVISION_DONE = "access_provision_done"  # value: provisioning job id (the owner's "Done")
+    REVIEW_MENU = "review_menu"  # overflow on a review nudge row; option value "<ReviewVerb>:<asset id>"
     VALUE = "value"  # the single element inside each input block
+
+
+class ReviewVerb(StrEnum):
+    """What an option of a review nudge's overflow menu does (its value is "<verb>:<asset id>")."""
+
+    ACCURATE = "accurate"
+    UPDATE = "update"
+    SNOOZE = "snooze"
+    ADD_DOC = "add_doc"
+    RETIRE = "retire"
+
+
+REVIEW_ROW_PREFIX = "review:"  # block id of a nudge row: "review:<outbox message id>:<asset id>"
 
 
 class Block(StrEnum):

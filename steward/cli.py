@@ -118,6 +118,9 @@ def sweep(dry_run: bool) -> None:
         DueKind.GRANT_EXPIRY: "grant expiry(ies)",
         PROVISIONING: "provisioning job(s)",
         DueKind.AUDIT_ANCHOR: "audit anchor(s)",
+        DueKind.REVIEW_SCHEDULE: "owner review nudge(s) to schedule",
+        DueKind.REVIEW_NUDGE: "review nudge(s)",
+        DueKind.REVIEW_ESCALATION: "overdue review escalation(s)",
     }
     settings = _settings()
     runtime.configure_logging(settings)

@@ -32,6 +32,7 @@ from sqlmodel import Session, col, select
 
 from workers.celery_app import Renderer, WorkerContext
 from workflows.anchors import record_receipt
+from workflows.reviews import record_nudge_receipt
 from workflows.db import DatabaseUnavailable, transaction
 from workflows.models import OutboxMessage
 from workflows.outbox import OutboxMethod, mark_failed, mark_sent
@@ -299,6 +300,8 @@ def _record_sent(engine: Engine, message_id: int, sent: _Sent, *, now: datetime)
         mark_sent(session=session, message=row, channel=sent.channel, ts=sent.ts, now=now)
         # An audit anchor keeps Slack's answer too: the message that witnesses it (a no-op for others).
         record_receipt(session=session, message=row)
+        # A review nudge counts as sent only now that Slack accepted it (a no-op for other messages).
+        record_nudge_receipt(session=session, message=row)
         if sent.supersedes:
             _supersede(session, sent, by=message_id, now=now)
     return Outcome.SENT

@@ -9,7 +9,8 @@ stays in its column, and the once-a-minute sweep enqueues them again when they a
 
 - `deliver_outbox(ids)`: send outbox rows to Slack.
 - `decide_request(...)`: one approver's Approve or Deny; a losing click gets an ephemeral answer.
-- `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry, or the
+- `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry, a review
+  nudge to schedule or send, the overdue-review escalation (workflows/reviews.py), or the
   daily audit anchor (the decision log's head posted to the audit channel).
 - `provision(job_id)`: one attempt at a webhook provisioning job (workers/webhooks.py).
 - `sweep()`: find what is due (`sweep_once`) and enqueue the tasks above for it.
@@ -28,13 +29,14 @@ from functools import partial
 
 from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from workers import webhooks
 from workers.celery_app import FILESYSTEM_BROKER, WorkerContext, get_context, prune_processed
 from workers.delivery import Outcome, deliver
 from workers.directory import Directory
-from workflows import access, anchors, deadlines, provisioning
+from workflows import access, anchors, deadlines, provisioning, reviews
 from workflows.access import AlreadyDecided
 from workflows.db import transaction
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
@@ -69,6 +71,9 @@ class DueKind(StrEnum):
     GRANT_WARNING = "grant_warning"
     GRANT_EXPIRY = "grant_expiry"
     AUDIT_ANCHOR = "audit_anchor"  # the daily anchor of the decision log (item id 0: there is only one)
+    REVIEW_SCHEDULE = "review_schedule"      # item: an asset entering its review window; its owner is scheduled
+    REVIEW_NUDGE = "review_nudge"            # item: a review_nudge row whose 09:00 has come
+    REVIEW_ESCALATION = "review_escalation"  # overdue reviews to the governance channel (item id 0: one message)
 
 
 # Which list of workflows.deadlines.DueWork holds each kind's ids, in the order the sweep reports them.
@@ -175,8 +180,10 @@ def run_due_item(*, context: WorkerContext, kind: str, item_id: int,
     now, policy = context.now(), context.get_policy()
     members_of = _members_resolver(context) if due_kind is DueKind.ESCALATION else None
     try:
+        # The owner's Slack timezone is asked for before the transaction, never while holding its locks.
+        tz = _review_tz(context, item_id) if due_kind is DueKind.REVIEW_SCHEDULE else None
         with transaction(context.engine) as session:
-            _run(session, due_kind, item_id, now=now, policy=policy, members_of=members_of)
+            _run(session, due_kind, item_id, now=now, policy=policy, members_of=members_of, tz=tz)
             ids, jobs = added_message_ids(session), provisioning.added_job_ids(session)
         if jobs:
             (enqueue_jobs or enqueue_provisioning)(jobs)
@@ -199,6 +206,9 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
         work = deadlines.due_work(session=session, now=now, policy=policy)
         job_ids = provisioning.due_job_ids(session=session, now=now)
         anchor_due = bool(policy.channels.audit) and anchors.anchor_due(session=session, now=now)
+        review_work = {DueKind.REVIEW_SCHEDULE: reviews.assets_to_schedule(session=session, now=now),
+                       DueKind.REVIEW_NUDGE: reviews.due_nudge_ids(session=session, now=now)}
+        overdue_due = reviews.escalation_due(session=session, now=now, policy=policy)
     counts = {OUTBOX: len(outbox_ids)}
     for batch in _batches(outbox_ids, batch_size):
         enqueue_delivery(batch)
@@ -213,6 +223,13 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
     if anchor_due:
         enqueue_due(DueKind.AUDIT_ANCHOR.value, 0)
     counts[DueKind.AUDIT_ANCHOR.value] = int(anchor_due)
+    for kind, ids in review_work.items():
+        for item_id in ids:
+            enqueue_due(kind.value, item_id)
+        counts[kind.value] = len(ids)
+    if overdue_due:
+        enqueue_due(DueKind.REVIEW_ESCALATION.value, 0)
+    counts[DueKind.REVIEW_ESCALATION.value] = int(overdue_due)
     return counts
 
 
@@ -293,7 +310,13 @@ def _refuse(session: Session, *, request_id: int, approver_id: str, channel: str
 
 
 def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy: Policy,
-         members_of: Callable[[str], frozenset[str]] | None) -> bool:
+         members_of: Callable[[str], frozenset[str]] | None, tz: str | None = None) -> bool:
+    if kind is DueKind.REVIEW_SCHEDULE:
+        return reviews.schedule_nudge(session=session, asset_id=item_id, now=now, tz=tz)
+    if kind is DueKind.REVIEW_NUDGE:
+        return reviews.send_nudge(session=session, nudge_id=item_id, now=now, policy=policy) is not None
+    if kind is DueKind.REVIEW_ESCALATION:
+        return bool(reviews.escalate_overdue(session=session, now=now, policy=policy))
     if kind is DueKind.REMINDER:
         return deadlines.remind(session=session, request_id=item_id, now=now, policy=policy)
     if kind is DueKind.ESCALATION:
@@ -307,6 +330,20 @@ def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy
     if kind is DueKind.GRANT_WARNING:
         return deadlines.warn_grant(session=session, grant_id=item_id, now=now, policy=policy)
     return deadlines.end_expired_grant(session=session, grant_id=item_id, now=now)
+
+
+def _review_tz(context: WorkerContext, asset_id: int) -> str | None:
+    """The asset owner's Slack timezone: cached on their review_nudge row, else asked of users.info."""
+    with transaction(context.engine) as session:
+        owner_id, cached = reviews.owner_and_cached_tz(session=session, asset_id=asset_id)
+    if cached:
+        return cached
+    try:
+        person = Directory(context.client).user(owner_id)
+    except SlackApiError as exc:
+        # Scheduled in UTC for now is worse than a minute's wait: refuse, and the next sweep asks again.
+        raise Conflict(f"Slack could not tell {owner_id}'s timezone: {exc.response.get('error')}") from exc
+    return person.tz if person is not None else "UTC"
 
 
 def _members_resolver(context: WorkerContext) -> Callable[[str], frozenset[str]]:

@@ -260,3 +260,32 @@ class AuditAnchor(SQLModel, table=True):
     channel: str = Field(default="", max_length=32)
     ts: str = Field(default="", max_length=32)
     outbox_id: int | None = Field(default=None, index=True)
+
+
+class ReviewNudge(SQLModel, table=True):
+    """One owner's weekly review nudge: when it is next due (09:00 their time, a weekday) and when Slack
+    last accepted one. The sweep reads `next_nudge_at` through its index."""
+
+    __tablename__ = "review_nudge"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: str = Field(max_length=32, unique=True)
+    tz: str = Field(default="UTC", max_length=64)  # the owner's Slack timezone, cached from users.info
+    next_nudge_at: datetime | None = _utc_column(nullable=True, index=True)
+    queued_at: datetime | None = _utc_column(nullable=True)        # when the latest nudge was written
+    last_nudged_at: datetime | None = _utc_column(nullable=True)   # when Slack accepted the latest nudge
+    outbox_id: int | None = Field(default=None, index=True)        # the latest nudge's outbox row
+
+
+class AssetReview(SQLModel, table=True):
+    """Review bookkeeping of one asset: snoozes this review period, the overdue escalation, the last click."""
+
+    __tablename__ = "asset_review"
+
+    asset_id: int = Field(foreign_key="asset.id", primary_key=True, ondelete="CASCADE")
+    snoozes: int = 0
+    escalated_for: datetime | None = _utc_column(nullable=True)  # the due date whose overdue period escalated
+    escalated_at: datetime | None = _utc_column(nullable=True)
+    last_action: str = Field(default="", max_length=32)
+    last_action_by: str = Field(default="", max_length=32)
+    last_action_at: datetime | None = _utc_column(nullable=True)

@@ -28,8 +28,9 @@ def open_register(client, *, trigger_id: str, kind: AssetKind | None, user_id: s
 
 
 def open_edit(ctx: BotContext, client, *, trigger_id: str, asset_id: int, actor: Actor, channel: str = "",
-              push: bool = False) -> None:
-    """Open the edit form for an asset, after checking the actor may edit it."""
+              push: bool = False, review_message: int | None = None) -> None:
+    """Open the edit form for an asset, after checking the actor may edit it. Opened from a review nudge
+    (`review_message` names its outbox message, 0 if unknown), saving the form records the review too."""
     def load(session):
         asset = inventory.get_asset(session=session, asset_id=asset_id)
         inventory.ensure_can_edit(asset=asset, actor=actor, policy=ctx.policy)
@@ -41,7 +42,8 @@ def open_edit(ctx: BotContext, client, *, trigger_id: str, asset_id: int, actor:
 
     asset, lineage = read(ctx, load)
     view = asset_form_view(kind=asset.kind, asset=asset, lineage=lineage, owner_id=asset.owner_id,
-                           metadata=metadata(kind=asset.kind.value, asset_id=asset.id, channel=channel))
+                           metadata=metadata(kind=asset.kind.value, asset_id=asset.id, channel=channel,
+                                             review=None if review_message is None else review_message))
     (client.views_push if push else client.views_open)(trigger_id=trigger_id, view=view)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from slack_bolt import App
 
-from workflows import inventory
+from workflows import inventory, reviews
 from workflows.classification import classify_system
 from workflows.details import field_errors
 from workflows.enums import AssetKind
@@ -94,9 +94,15 @@ def _save_asset(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any]
 
     def do(session):
         if editing:
-            return inventory.update_asset(session=session, asset_id=int(meta.get("asset_id", 0)), data=data,
-                                          actor=actor, now=ctx.clock(), policy=ctx.policy,
-                                          reply_channel=meta.get("channel", ""))
+            asset = inventory.update_asset(session=session, asset_id=int(meta.get("asset_id", 0)), data=data,
+                                           actor=actor, now=ctx.clock(), policy=ctx.policy,
+                                           reply_channel=meta.get("channel", ""))
+            if "review" in meta and inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy):
+                # Opened with Update from a review nudge: saving the edit is the review (unless the
+                # actor just handed the asset to a new owner, whose review it now is).
+                reviews.record_review(session=session, asset_id=asset.id, actor=actor, now=ctx.clock(),
+                                      policy=ctx.policy, message_id=int(meta["review"] or 0) or None, via="update")
+            return asset
         return inventory.register_asset(session=session, data=data, actor=actor, now=ctx.clock(),
                                         policy=ctx.policy, reply_channel=meta.get("channel", ""))
 

@@ -8,13 +8,14 @@ by rendering that original row's payload again, so the redrawn message shows the
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from workflows import lineage
 from workflows.access import DATA_LINEAGE, SENSITIVE, steps_of
-from workflows.enums import AssetKind
+from workflows.enums import AssetKind, DocType
 from workflows.emergency import CONFIRM
 from workflows.impact import affected_assets
 from workflows.models import AccessRequest, Asset, Decision, Grant, OutboxMessage, ProvisioningJob
@@ -28,6 +29,7 @@ from bot.views.access import (
 from bot.views.assets import asset_line
 from bot.views.emergency import EmergencyFacts, emergency_alert, emergency_filed, emergency_review
 from bot.views.lineage import impact_notice
+from bot.views.reviews import ReviewRow, nudge_message, overdue_message
 from bot.views.provisioning import JobFacts, manual_task_message, provisioning_failed_message
 from bot.views.common import Block, actions, button, context, escape, section, user
 
@@ -204,6 +206,36 @@ def _audit_anchor(session: Session, payload: dict[str, Any]) -> Content:
     return {"text": _fallback(text), "blocks": [section(text), context(note)]}
 
 
+# ---- reviews ---------------------------------------------------------------------------------------
+
+
+def _review_nudge(session: Session, payload: dict[str, Any]) -> Content:
+    from workflows.reviews import review_state
+
+    as_of = datetime.fromisoformat(payload["as_of"])
+    # The documentation gaps as the policy in force saw them when the nudge was written.
+    gaps = payload.get("missing_docs", {})
+    rows = []
+    for asset_id in payload.get("asset_ids", []):
+        asset = session.get(Asset, asset_id)
+        if asset is None:
+            continue
+        missing = [DocType(d) for d in gaps.get(str(asset_id), []) if d in DocType._value2member_map_]
+        rows.append(ReviewRow(asset=asset, state=review_state(session=session, asset_id=asset.id),
+                              missing_docs=missing))
+    return nudge_message(owner_id=payload.get("owner_id", ""), rows=rows,
+                         message_id=int(payload.get("message_id") or 0), as_of=as_of)
+
+
+def _reviews_overdue(session: Session, payload: dict[str, Any]) -> Content:
+    as_of = datetime.fromisoformat(payload["as_of"])
+    ids = list(payload.get("asset_ids", []))
+    shown = 40
+    assets = [a for a in (session.get(Asset, i) for i in ids[:shown]) if a is not None]
+    rows = [(a, (as_of - a.next_review_due).days if a.next_review_due else 0) for a in assets]
+    return overdue_message(rows=rows, more=max(0, len(ids) - shown))
+
+
 _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "asset_registered": _asset_message(_registered),
     "asset_registered_owner": _asset_message(_registered_owner),
@@ -228,4 +260,6 @@ _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "audit_anchor": _audit_anchor,
     "provisioning_manual": _job(manual_task_message),
     "provisioning_failed": _job(provisioning_failed_message),
+    "review_nudge": _review_nudge,
+    "reviews_overdue": _reviews_overdue,
 }
