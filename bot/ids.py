@@ -20,6 +20,7 @@ class Command(StrEnum):
     REQUEST = "request"
     ACCESS = "access"
     LINEAGE = "lineage"
+    REPORT = "report"
 
 
 class Callback(StrEnum):
@@ -52,7 +53,12 @@ class Action(StrEnum):
     REVOKE_OPEN = "access_revoke_open"      # value: grant id
     CONFIRM_EMERGENCY = "access_emergency_confirm"  # value: request id (the owner's "Looks right")
     PROVISION_DONE = "access_provision_done"  # value: provisioning job id (the owner's "Done")
+    REPORT_HTML = "report_send_html"  # value: "html" (the report has no record; the click re-reads it)
     REVIEW_MENU = "review_menu"  # overflow on a review nudge row; option value "<ReviewVerb>:<asset id>"
+    RECERT_KEEP = "recert_keep"          # value: recertification item id
+    RECERT_REVOKE = "recert_revoke"      # value: recertification item id
+    RECERT_KEEP_ALL = "recert_keep_all"  # value: recertification campaign id
+    TAKE_OWNERSHIP = "orphan_take"       # value: orphaned_asset id
     VALUE = "value"  # the single element inside each input block
 
 

@@ -121,6 +121,8 @@ def sweep(dry_run: bool) -> None:
         DueKind.REVIEW_SCHEDULE: "owner review nudge(s) to schedule",
         DueKind.REVIEW_NUDGE: "review nudge(s)",
         DueKind.REVIEW_ESCALATION: "overdue review escalation(s)",
+        DueKind.RECERT_START: "recertification(s) to start",
+        DueKind.RECERT_ESCALATION: "recertification escalation(s)",
     }
     settings = _settings()
     runtime.configure_logging(settings)
@@ -235,3 +237,9 @@ main.add_command(export)
 from steward.audit_cli import audit  # noqa: E402
 
 main.add_command(audit)
+
+
+# `steward report` (the governance report, in the terminal or as HTML).
+from steward.report_cli import report  # noqa: E402
+
+main.add_command(report)

@@ -5,7 +5,9 @@
 `fake.response_url(name)`) can be exercised end to end without the network.
 It records every call, answers with Slack's response shapes and error names,
 enforces the Block Kit limits Slack enforces, and can fail on demand
-(rate limits, server errors, auth errors).
+(rate limits, server errors, auth errors). `enforce_rate_limits()` (off by
+default) rate-limits chat.postMessage per channel and per workspace as Slack
+does, on a clock the test can pass in (`FakeSlack(clock=...)`) and advance.
 
     with FakeSlack() as fake:
         client = WebClient(token="xoxb-test", base_url=fake.url)
@@ -18,7 +20,10 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -61,6 +66,8 @@ class Call:
     token: str | None
     failed: bool = False
     name: str | None = None  # the <name> of /response/<name>, for method "response_url"
+    at: float | None = None  # the fake's clock reading when the call arrived
+    retry_after: int | None = None  # the Retry-After of a 429 answer, in seconds
 
 
 @dataclass
@@ -98,6 +105,41 @@ class _Failure:
         return _Reply(self.status, {"ok": False, "error": self.error or "fatal_error"})
 
 
+@dataclass
+class _RateLimits:
+    """Slack's chat.postMessage limits, as `enforce_rate_limits` set them, and the posts they count."""
+
+    per_channel_per_second: int | None
+    workspace_per_minute: int | None
+    by_channel: dict[str, deque[float]] = field(default_factory=dict)
+    workspace: deque[float] = field(default_factory=deque)
+
+    def check(self, channel: str, now: float) -> int | None:
+        """Seconds to wait (a 429's Retry-After) if a post to `channel` now is over a limit, else None."""
+        waits = []
+        if self.per_channel_per_second:
+            posts = self.by_channel.setdefault(channel, deque())
+            waits.append(_window_wait(posts, now, 1.0, self.per_channel_per_second))
+        if self.workspace_per_minute:
+            waits.append(_window_wait(self.workspace, now, 60.0, self.workspace_per_minute))
+        wait = max((w for w in waits if w is not None), default=None)
+        return None if wait is None else max(1, math.ceil(wait))
+
+    def count(self, channel: str, now: float) -> None:
+        """Count an accepted post."""
+        self.by_channel.setdefault(channel, deque()).append(now)
+        self.workspace.append(now)
+
+
+def _window_wait(posts: deque[float], now: float, window: float, limit: int) -> float | None:
+    # A sliding window: posts older than `window` seconds no longer count.
+    while posts and posts[0] <= now - window:
+        posts.popleft()
+    if len(posts) < limit:
+        return None
+    return posts[-limit] + window - now
+
+
 def _ok(**fields: Any) -> dict:
     return {"ok": True, **fields}
 
@@ -116,9 +158,15 @@ def _rejected(error: str, messages: list[str]) -> _Reply:
 class FakeSlack:
     """A fake Slack Web API served over HTTP on 127.0.0.1 (ephemeral port)."""
 
-    def __init__(self) -> None:
-        """Set up an empty workspace holding only the bot user; call `start()` to serve."""
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        """Set up an empty workspace holding only the bot user; call `start()` to serve.
+
+        `clock` (seconds, default `time.monotonic`) is what rate limits measure time by: a test can
+        pass a clock it advances itself, so honouring a Retry-After needs no sleeping.
+        """
         self.valid_tokens: set[str] = {DEFAULT_TOKEN}
+        self._clock: Callable[[], float] = clock or time.monotonic
+        self._rate_limits: _RateLimits | None = None
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
@@ -128,6 +176,8 @@ class FakeSlack:
         self._homes: dict[str, dict] = {}
         self._users: dict[str, dict] = {}
         self._usergroups: dict[str, list[str]] = {}
+        self._uploads: dict[str, dict] = {}  # files_upload_v2: file id -> name, bytes, where it was shared
+        self._file_counter = itertools.count(1)
         self._ts_counter = itertools.count(1)
         self._view_counter = itertools.count(1)
         self._responders: dict[str, Responder] = self._builtin_responders()
@@ -250,6 +300,20 @@ class FakeSlack:
         with self._lock:
             self._failures.setdefault(method, []).append(failure)
 
+    def enforce_rate_limits(self, *, per_channel_per_second: int | None = 1,
+                            workspace_per_minute: int | None = None) -> None:
+        """Rate-limit chat.postMessage as Slack does (off until called): more than
+        `per_channel_per_second` posts to one channel within a second, or more than
+        `workspace_per_minute` in the workspace within a minute, get HTTP 429 with Retry-After
+        (whole seconds until the post would be accepted). Refused posts do not count.
+        """
+        with self._lock:
+            self._rate_limits = _RateLimits(per_channel_per_second, workspace_per_minute)
+
+    def rate_limited(self) -> list[Call]:
+        """The calls answered with a 429, oldest first."""
+        return [call for call in self.calls if call.retry_after is not None]
+
     def reset(self) -> None:
         """Forget recorded calls and queued failures (users, messages and views stay)."""
         with self._lock:
@@ -291,6 +355,12 @@ class FakeSlack:
         with self._lock:
             return [copy.deepcopy(self._views[view_id]) for view_id in self._opened_view_ids]
 
+    def uploads(self, *, completed: bool = True) -> list[dict]:
+        """Files uploaded through files_upload_v2 (by default only those completed), oldest first: each
+        with "id", "filename", "title", "content" (bytes), "channel_id" and "initial_comment"."""
+        with self._lock:
+            return [copy.deepcopy(u) for u in self._uploads.values() if u["completed"] or not completed]
+
     def home(self, user_id: str) -> dict | None:
         """The App Home view last published for a user, or None."""
         with self._lock:
@@ -305,12 +375,24 @@ class FakeSlack:
             return self._handle_response_url(path.removeprefix("/response/"), args, headers)
         return _Reply(HTTPStatus.NOT_FOUND, "Not Found")
 
+    def _handle_upload(self, file_id: str, raw_body: bytes) -> _Reply:
+        # Step 2 of files_upload_v2: the bytes go to the URL files.getUploadURLExternal handed out.
+        with self._lock:
+            upload = self._uploads.get(file_id)
+            if upload is None:
+                return _Reply(HTTPStatus.NOT_FOUND, "Not Found")
+            upload["content"] = raw_body
+        return _Reply(HTTPStatus.OK, "OK - " + str(len(raw_body)))
+
     def _handle_api(self, method: str, args: Args, headers: dict[str, str]) -> _Reply:
         arg_token = args.pop("token", None)
         token = _bearer_token(headers) or arg_token
         with self._lock:
-            reply = self._answer(method, args, token)
-            self._calls.append(Call(method, args, headers, token, failed=not reply.ok))
+            now = self._clock()
+            reply = self._answer(method, args, token, now=now)
+            retry_after = reply.headers.get("Retry-After") if reply.status == HTTPStatus.TOO_MANY_REQUESTS else None
+            self._calls.append(Call(method, args, headers, token, failed=not reply.ok, at=now,
+                                    retry_after=int(retry_after) if retry_after is not None else None))
         return reply
 
     def _handle_response_url(self, name: str, args: Args, headers: dict[str, str]) -> _Reply:
@@ -322,7 +404,7 @@ class FakeSlack:
             self._calls.append(call)
         return reply
 
-    def _answer(self, method: str, args: Args, token: str | None) -> _Reply:
+    def _answer(self, method: str, args: Args, token: str | None, *, now: float | None = None) -> _Reply:
         failure = self._take_failure(method)
         if failure:
             return failure.reply()
@@ -331,12 +413,22 @@ class FakeSlack:
         rejection = _validate(method, args)
         if rejection:
             return rejection
+        limits = self._rate_limits if method == "chat.postMessage" else None
+        channel = str(args.get("channel") or "")
+        if limits is not None:
+            wait = limits.check(channel, self._clock() if now is None else now)
+            if wait is not None:
+                return _Reply(HTTPStatus.TOO_MANY_REQUESTS, {"ok": False, "error": "ratelimited"},
+                              {"Retry-After": str(wait)})
         responder = self._responders.get(method)
         if responder is None:
             # Slack answers unknown methods with HTTP 200, not 404.
             return _error("unknown_method")
         result = responder(args)
-        return result if isinstance(result, _Reply) else _Reply(HTTPStatus.OK, result)
+        reply = result if isinstance(result, _Reply) else _Reply(HTTPStatus.OK, result)
+        if limits is not None and reply.ok:
+            limits.count(channel, self._clock() if now is None else now)
+        return reply
 
     def _take_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)
@@ -370,6 +462,8 @@ class FakeSlack:
             "conversations.open": self._conversations_open,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
         }
 
     def _auth_test(self, args: Args) -> dict:
@@ -420,6 +514,30 @@ class FakeSlack:
         if self._messages.pop((args.get("channel"), args.get("ts")), None) is None:
             return _error("message_not_found")
         return _ok(channel=args["channel"], ts=args["ts"])
+
+    def _files_get_upload_url(self, args: Args) -> dict | _Reply:
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            return _error("invalid_arguments")
+        file_id = f"F{next(self._file_counter):08d}"
+        self._uploads[file_id] = {"id": file_id, "filename": args["filename"], "length": int(args["length"]),
+                                  "title": "", "content": None, "completed": False, "channel_id": None,
+                                  "initial_comment": None}
+        return _ok(file_id=file_id, upload_url=f"http://127.0.0.1:{self.port}/upload/{file_id}")
+
+    def _files_complete_upload(self, args: Args) -> dict | _Reply:
+        files = args.get("files")
+        if not isinstance(files, list) or not files:
+            return _error("invalid_arguments")
+        done = []
+        for item in files:
+            upload = self._uploads.get(str(item.get("id")))
+            if upload is None or upload["content"] is None:
+                return _error("file_not_found")
+            upload.update(completed=True, title=item.get("title") or upload["filename"],
+                          channel_id=args.get("channel_id"), initial_comment=args.get("initial_comment"))
+            done.append({"id": upload["id"], "name": upload["filename"], "title": upload["title"],
+                         "size": len(upload["content"])})
+        return _ok(files=done)
 
     def _views_open(self, args: Args) -> dict | _Reply:
         if not args.get("trigger_id"):
@@ -678,6 +796,9 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
+        if target.path.startswith("/upload/"):
+            self._send(self.server.fake._handle_upload(target.path.removeprefix("/upload/"), raw_body))
+            return
         try:
             args = _parse_args(self.headers.get("Content-Type", ""), target.query, raw_body)
         except ValueError:

@@ -504,3 +504,89 @@ def test_bolt_accepts_a_signed_command_and_talks_to_the_fake(fake, client):
     assert fake.last("response_url").args["text"] == "got list"
     assert fake.messages("C123")[0]["text"] == "posted"
     assert rejected.status == 401
+
+
+# -- rate limits (opt-in, on an injected clock) ---------------------------------------------------
+
+
+class Ticker:
+    """A clock in seconds that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited(clock: Ticker, **limits):
+    fake = FakeSlack(clock=clock).start()
+    fake.enforce_rate_limits(**limits)
+    return fake, WebClient(token="xoxb-test", base_url=fake.url, retry_handlers=[])
+
+
+def test_rate_limits_are_off_by_default(client, fake):
+    for _ in range(5):
+        client.chat_postMessage(channel="C1", text="hi")
+    assert not fake.rate_limited() and len(fake.messages("C1")) == 5
+
+
+def test_one_message_a_second_per_channel():
+    clock = Ticker()
+    fake, client = limited(clock, per_channel_per_second=1)
+    try:
+        client.chat_postMessage(channel="C1", text="first")
+        error = api_error(lambda: client.chat_postMessage(channel="C1", text="too soon"))
+        assert error.response.status_code == 429
+        assert error.response.data["error"] == "ratelimited"
+        assert error.response.headers["Retry-After"] == "1"
+        # Another channel is not held up; the refused post is not recorded as a message.
+        client.chat_postMessage(channel="C2", text="elsewhere")
+        assert [m["text"] for m in fake.messages("C1")] == ["first"]
+
+        clock.now += 0.5
+        assert api_error(lambda: client.chat_postMessage(channel="C1", text="still")).response.status_code == 429
+        clock.now += 0.5
+        client.chat_postMessage(channel="C1", text="after a second")
+        assert [m["text"] for m in fake.messages("C1")] == ["first", "after a second"]
+
+        refused = fake.rate_limited()
+        assert [(c.args["text"], c.retry_after, c.at) for c in refused] == [
+            ("too soon", 1, 1000.0), ("still", 1, 1000.5)]
+        assert all(c.failed for c in refused)
+        # Other methods are not limited.
+        client.chat_update(channel="C1", ts=fake.messages("C1")[0]["ts"], text="edited")
+        client.chat_update(channel="C1", ts=fake.messages("C1")[0]["ts"], text="edited again")
+    finally:
+        fake.stop()
+
+
+def test_the_workspace_budget_per_minute():
+    clock = Ticker()
+    fake, client = limited(clock, per_channel_per_second=None, workspace_per_minute=3)
+    try:
+        for i in range(3):
+            client.chat_postMessage(channel=f"D{i}", text="hi")
+            clock.now += 10
+        error = api_error(lambda: client.chat_postMessage(channel="D9", text="over budget"))
+        # The first post (at 1000) leaves the window at 1060; it is now 1030.
+        assert error.response.status_code == 429 and error.response.headers["Retry-After"] == "30"
+        clock.now += 29
+        assert api_error(lambda: client.chat_postMessage(channel="D9", text="x")).response.headers[
+            "Retry-After"] == "1"
+        clock.now += 1
+        client.chat_postMessage(channel="D9", text="in budget again")
+        assert fake.messages("D9")[0]["text"] == "in budget again"
+    finally:
+        fake.stop()
+
+
+def test_both_limits_answer_the_longer_wait():
+    clock = Ticker()
+    fake, client = limited(clock, per_channel_per_second=1, workspace_per_minute=1)
+    try:
+        client.chat_postMessage(channel="C1", text="hi")
+        assert api_error(lambda: client.chat_postMessage(channel="C1", text="x")).response.headers[
+            "Retry-After"] == "60"
+    finally:
+        fake.stop()

@@ -10,7 +10,8 @@ stays in its column, and the once-a-minute sweep enqueues them again when they a
 - `deliver_outbox(ids)`: send outbox rows to Slack.
 - `decide_request(...)`: one approver's Approve or Deny; a losing click gets an ephemeral answer.
 - `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry, a review
-  nudge to schedule or send, the overdue-review escalation (workflows/reviews.py), or the
+  nudge to schedule or send, the overdue-review escalation (workflows/reviews.py), a recertification
+  to start or escalate (workflows/recertification.py), or the
   daily audit anchor (the decision log's head posted to the audit channel).
 - `provision(job_id)`: one attempt at a webhook provisioning job (workers/webhooks.py).
 - `sweep()`: find what is due (`sweep_once`) and enqueue the tasks above for it.
@@ -36,7 +37,7 @@ from workers import webhooks
 from workers.celery_app import FILESYSTEM_BROKER, WorkerContext, get_context, prune_processed
 from workers.delivery import Outcome, deliver
 from workers.directory import Directory
-from workflows import access, anchors, deadlines, provisioning, reviews
+from workflows import access, anchors, deadlines, orphans, provisioning, recertification, reviews
 from workflows.access import AlreadyDecided
 from workflows.db import transaction
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
@@ -74,6 +75,8 @@ class DueKind(StrEnum):
     REVIEW_SCHEDULE = "review_schedule"      # item: an asset entering its review window; its owner is scheduled
     REVIEW_NUDGE = "review_nudge"            # item: a review_nudge row whose 09:00 has come
     REVIEW_ESCALATION = "review_escalation"  # overdue reviews to the governance channel (item id 0: one message)
+    RECERT_START = "recert_start"            # item: an asset whose recertification is due, unscheduled or requested
+    RECERT_ESCALATION = "recert_escalation"  # item: a recertification campaign open 14 days, to security
 
 
 # Which list of workflows.deadlines.DueWork holds each kind's ids, in the order the sweep reports them.
@@ -181,8 +184,12 @@ def run_due_item(*, context: WorkerContext, kind: str, item_id: int,
     members_of = _members_resolver(context) if due_kind is DueKind.ESCALATION else None
     try:
         # The owner's Slack timezone is asked for before the transaction, never while holding its locks.
-        tz = _review_tz(context, item_id) if due_kind is DueKind.REVIEW_SCHEDULE else None
+        owner_id, tz, gone = (_review_owner(context, item_id) if due_kind is DueKind.REVIEW_SCHEDULE
+                              else ("", None, None))
         with transaction(context.engine) as session:
+            if gone:
+                # users.info says the owner is gone: their assets are flagged, and stay in the reviews.
+                orphans.flag_orphans(session=session, owner_id=owner_id, reason=gone, now=now, policy=policy)
             _run(session, due_kind, item_id, now=now, policy=policy, members_of=members_of, tz=tz)
             ids, jobs = added_message_ids(session), provisioning.added_job_ids(session)
         if jobs:
@@ -209,6 +216,9 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
         review_work = {DueKind.REVIEW_SCHEDULE: reviews.assets_to_schedule(session=session, now=now),
                        DueKind.REVIEW_NUDGE: reviews.due_nudge_ids(session=session, now=now)}
         overdue_due = reviews.escalation_due(session=session, now=now, policy=policy)
+        recert_work = {
+            DueKind.RECERT_START: recertification.assets_due(session=session, now=now, policy=policy),
+            DueKind.RECERT_ESCALATION: recertification.escalations_due(session=session, now=now, policy=policy)}
     counts = {OUTBOX: len(outbox_ids)}
     for batch in _batches(outbox_ids, batch_size):
         enqueue_delivery(batch)
@@ -230,6 +240,10 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
     if overdue_due:
         enqueue_due(DueKind.REVIEW_ESCALATION.value, 0)
     counts[DueKind.REVIEW_ESCALATION.value] = int(overdue_due)
+    for kind, ids in recert_work.items():
+        for item_id in ids:
+            enqueue_due(kind.value, item_id)
+        counts[kind.value] = len(ids)
     return counts
 
 
@@ -317,6 +331,10 @@ def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy
         return reviews.send_nudge(session=session, nudge_id=item_id, now=now, policy=policy) is not None
     if kind is DueKind.REVIEW_ESCALATION:
         return bool(reviews.escalate_overdue(session=session, now=now, policy=policy))
+    if kind is DueKind.RECERT_START:
+        return recertification.start_due(session=session, asset_id=item_id, now=now, policy=policy) is not None
+    if kind is DueKind.RECERT_ESCALATION:
+        return recertification.escalate(session=session, campaign_id=item_id, now=now, policy=policy)
     if kind is DueKind.REMINDER:
         return deadlines.remind(session=session, request_id=item_id, now=now, policy=policy)
     if kind is DueKind.ESCALATION:
@@ -332,18 +350,21 @@ def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy
     return deadlines.end_expired_grant(session=session, grant_id=item_id, now=now)
 
 
-def _review_tz(context: WorkerContext, asset_id: int) -> str | None:
-    """The asset owner's Slack timezone: cached on their review_nudge row, else asked of users.info."""
+def _review_owner(context: WorkerContext, asset_id: int) -> tuple[str, str | None, str | None]:
+    """The asset's owner, their Slack timezone (cached on their review_nudge row, else asked of users.info),
+    and why they are gone when users.info says so (deactivated, user_not_found), else None."""
     with transaction(context.engine) as session:
         owner_id, cached = reviews.owner_and_cached_tz(session=session, asset_id=asset_id)
     if cached:
-        return cached
+        return owner_id, cached, None
     try:
         person = Directory(context.client).user(owner_id)
     except SlackApiError as exc:
         # Scheduled in UTC for now is worse than a minute's wait: refuse, and the next sweep asks again.
         raise Conflict(f"Slack could not tell {owner_id}'s timezone: {exc.response.get('error')}") from exc
-    return person.tz if person is not None else "UTC"
+    if person is None:
+        return owner_id, "UTC", orphans.NOT_FOUND
+    return owner_id, person.tz, orphans.DEACTIVATED if person.deleted else None
 
 
 def _members_resolver(context: WorkerContext) -> Callable[[str], frozenset[str]]:

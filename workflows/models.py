@@ -289,3 +289,59 @@ class AssetReview(SQLModel, table=True):
     last_action: str = Field(default="", max_length=32)
     last_action_by: str = Field(default="", max_length=32)
     last_action_at: datetime | None = _utc_column(nullable=True)
+
+
+class RecertSchedule(SQLModel, table=True):
+    """When an asset's grants are next recertified by its owner. The sweep reads `next_due_at` through its
+    index; `honoured_seq` is the last `grant.recertification_requested` log entry that started a campaign."""
+
+    __tablename__ = "recert_schedule"
+
+    asset_id: int = Field(foreign_key="asset.id", primary_key=True, ondelete="CASCADE")
+    next_due_at: datetime = _utc_column(nullable=False, index=True)
+    honoured_seq: int = 0
+
+
+class RecertCampaign(SQLModel, table=True):
+    """One recertification of one asset's active grants, for one period (`period`: the due date)."""
+
+    __tablename__ = "recert_campaign"
+    __table_args__ = (UniqueConstraint("asset_id", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    owner_id: str = Field(max_length=32)
+    period: datetime = _utc_column(nullable=False)
+    started_at: datetime = _utc_column(nullable=False)
+    escalate_at: datetime | None = _utc_column(nullable=True, index=True)  # cleared once escalated or done
+    escalated_at: datetime | None = _utc_column(nullable=True)
+    completed_at: datetime | None = _utc_column(nullable=True)
+
+
+class RecertItem(SQLModel, table=True):
+    """One grant of a campaign and the owner's decision on it ("" while undecided; keep or revoke)."""
+
+    __tablename__ = "recert_item"
+    __table_args__ = (UniqueConstraint("campaign_id", "grant_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="recert_campaign.id", index=True, ondelete="CASCADE")
+    grant_id: int = Field(foreign_key="access_grant.id", index=True, ondelete="CASCADE")
+    outcome: str = Field(default="", max_length=16)
+    decided_by: str = Field(default="", max_length=32)
+    decided_at: datetime | None = _utc_column(nullable=True)
+
+
+class OrphanedAsset(SQLModel, table=True):
+    """An asset whose owner was deactivated or left: flagged until someone takes ownership."""
+
+    __tablename__ = "orphaned_asset"
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    former_owner_id: str = Field(max_length=32, index=True)
+    flagged_at: datetime = _utc_column(nullable=False)
+    reason: str = Field(default="", max_length=64)
+    open: bool = Field(default=True, index=True)  # True until someone takes ownership
+    taken_by: str = Field(default="", max_length=32)
+    taken_at: datetime | None = _utc_column(nullable=True)

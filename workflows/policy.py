@@ -39,6 +39,8 @@ class TierPolicy(_Strict):
     approvers: list[str] = Field(default_factory=lambda: [OWNER])
     max_grant_days: int = Field(ge=0, le=3650)
     review_interval_days: int = Field(gt=0, le=3650)
+    # How often the owner recertifies who has access; None: the tier's default (RECERTIFY_DEFAULT_DAYS).
+    recertify_interval_days: int | None = Field(default=None, gt=0, le=3650)
     required_docs: dict[AssetKind, list[DocType]] = Field(default_factory=dict)
     # Overrides `provisioning_connector` for this tier: a connector's name, or "none".
     connector: str | None = None
@@ -47,6 +49,10 @@ class TierPolicy(_Strict):
     def review_interval(self) -> timedelta:
         """The review interval as a timedelta."""
         return timedelta(days=self.review_interval_days)
+
+
+# Recertification intervals of tiers whose policy names none: high-risk access is recertified quarterly.
+RECERTIFY_DEFAULT_DAYS = {RiskTier.PROHIBITED: 30, RiskTier.HIGH: 90, RiskTier.LIMITED: 180, RiskTier.MINIMAL: 365}
 
 
 class ApprovalTimings(_Strict):
@@ -192,6 +198,14 @@ class Policy(_Strict):
         shortest = min(in_use, key=lambda p: p.review_interval_days)
         base = self.tiers[RiskTier.MINIMAL]
         return base.model_copy(update={"review_interval_days": shortest.review_interval_days})
+
+    def recertify_interval(self, tier: RiskTier | None) -> timedelta:
+        """How often the owner of an asset at `tier` recertifies its grants; unclassified: the shortest of
+        the tiers that may be in use, as for reviews."""
+        if tier is None:
+            return min(self.recertify_interval(t) for t in self.tiers if t != RiskTier.PROHIBITED)
+        days = self.tiers[tier].recertify_interval_days
+        return timedelta(days=days if days is not None else RECERTIFY_DEFAULT_DAYS.get(tier, 365))
 
     def required_docs(self, tier: RiskTier | None, kind: AssetKind) -> list[DocType]:
         """Documentation types the policy requires for an asset of `kind` at `tier`."""

@@ -29,7 +29,7 @@ from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from workflows import access, audit, inventory
+from workflows import access, audit, inventory, orphans
 from workflows.enums import AssetStatus, DocType, GrantStatus, RiskTier
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from workflows.inventory import REVIEW_WINDOW, Actor
@@ -146,7 +146,12 @@ def send_nudge(*, session: Session, nudge_id: int, now: datetime, policy: Policy
     due = inventory.reviews_due(session=session, owner_id=row.owner_id, now=now)
     if not due:
         return None
-    message = add_message(session=session, method=OutboxMethod.DM, user=row.owner_id, now=now,
+    # A gone owner's reviews go to the governance channel instead, so orphaned assets stay reviewed.
+    to_governance = bool(policy.channels.governance) and orphans.owner_is_orphaned(session=session,
+                                                                                   owner_id=row.owner_id)
+    where = ({"method": OutboxMethod.POST, "channel": policy.channels.governance} if to_governance
+             else {"method": OutboxMethod.DM, "user": row.owner_id})
+    message = add_message(session=session, **where, now=now,
                           topic=f"review_nudge:{row.owner_id}",
                           payload={"template": NUDGE_TEMPLATE, "owner_id": row.owner_id,
                                    "asset_ids": [a.id for a in due], "as_of": now.isoformat(),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.context import BotContext
-from bot.listeners import access, actions, commands, events, options, reviews, views
+from bot.listeners import access, actions, commands, events, options, recertification, report, reviews, views
 
 
 def register_all(app: App, ctx: BotContext) -> None:
     """Attach every listener to the app."""
-    for module in (commands, actions, access, views, options, events, reviews):
+    for module in (commands, actions, access, views, options, events, reviews, recertification, report):
         module.register(app, ctx)

@@ -16,6 +16,7 @@ from bot.ids import Command
 from bot.listeners.access import access_command, request_command
 from bot.listeners.common import actor_for, answer_errors, ephemeral, read
 from bot.listeners.lineage import lineage_command
+from bot.listeners.report import report_command
 from bot.listeners.modals import open_classify, open_edit, open_register
 from bot.views.assets import asset_card, asset_list
 from bot.views.common import escape
@@ -136,4 +137,5 @@ HANDLERS = {
     Command.REQUEST: request_command,
     Command.ACCESS: access_command,
     Command.LINEAGE: lineage_command,
+    Command.REPORT: report_command,
 }

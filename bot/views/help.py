@@ -17,6 +17,7 @@ COMMANDS = [
     ("/steward access", "List your access and pending requests, to release or cancel them."),
     ("/steward lineage <slug> [up|down]",
      "Show what an asset was built from (up), or what depends on it (down), five levels deep."),
+    ("/steward report", "Governance report: headline numbers, and the full page in a DM (admins and governance)."),
     ("/steward help", "Show this help."),
 ]
 

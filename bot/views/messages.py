@@ -29,6 +29,7 @@ from bot.views.access import (
 from bot.views.assets import asset_line
 from bot.views.emergency import EmergencyFacts, emergency_alert, emergency_filed, emergency_review
 from bot.views.lineage import impact_notice
+from bot.views.recertification import campaign_message, escalation_message, orphan_message
 from bot.views.reviews import ReviewRow, nudge_message, overdue_message
 from bot.views.provisioning import JobFacts, manual_task_message, provisioning_failed_message
 from bot.views.common import Block, actions, button, context, escape, section, user
@@ -236,6 +237,45 @@ def _reviews_overdue(session: Session, payload: dict[str, Any]) -> Content:
     return overdue_message(rows=rows, more=max(0, len(ids) - shown))
 
 
+# ---- recertification and orphans ---------------------------------------------------------------------
+
+
+def _recert_campaign(session: Session, payload: dict[str, Any]) -> Content:
+    from workflows.errors import NotFound
+    from workflows.recertification import campaign_facts
+
+    try:
+        facts = campaign_facts(session=session, campaign_id=payload["campaign_id"])
+    except NotFound:
+        return {"text": "A recertification Steward asked you for no longer exists."}
+    return campaign_message(campaign=facts.campaign, asset=facts.asset, items=facts.items,
+                            page=int(payload.get("page", 0)), pages=int(payload.get("pages", 1)))
+
+
+def _recert_escalated(session: Session, payload: dict[str, Any]) -> Content:
+    from workflows.errors import NotFound
+    from workflows.recertification import campaign_facts
+
+    try:
+        facts = campaign_facts(session=session, campaign_id=payload["campaign_id"])
+    except NotFound:
+        return {"text": "A recertification Steward escalated no longer exists."}
+    wanted = set(payload.get("grant_ids", []))
+    grants = [g for _, g in facts.items if g.id in wanted]
+    return escalation_message(campaign=facts.campaign, asset=facts.asset, grants=grants,
+                              as_of=datetime.fromisoformat(payload["as_of"]))
+
+
+def _asset_orphaned(session: Session, payload: dict[str, Any]) -> Content:
+    from workflows.orphans import orphan
+
+    row = orphan(session=session, orphan_id=payload["orphan_id"])
+    asset = session.get(Asset, row.asset_id) if row else None
+    if row is None or asset is None:
+        return {"text": "An asset Steward told you about no longer exists."}
+    return orphan_message(asset=asset, orphan=row)
+
+
 _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "asset_registered": _asset_message(_registered),
     "asset_registered_owner": _asset_message(_registered_owner),
@@ -262,4 +302,7 @@ _TEMPLATES: dict[str, Callable[[Session, dict[str, Any]], Content]] = {
     "provisioning_failed": _job(provisioning_failed_message),
     "review_nudge": _review_nudge,
     "reviews_overdue": _reviews_overdue,
+    "recert_campaign": _recert_campaign,
+    "recert_escalated": _recert_escalated,
+    "asset_orphaned": _asset_orphaned,
 }

@@ -4,7 +4,8 @@ a fresh PostgreSQL database, and the fake Slack Web API in the test process.
 `stack` is the default stack; `make_stack(env=...)` starts one with extra environment (a policy file,
 another broker). The `Stack` handle drives it the way Slack would (signed commands, clicks on the
 messages the fake recorded, modal submissions), and reaches behind it where a story needs to: SQL on
-its database, `steward sweep` as a subprocess, and killing and restarting its worker.
+its database, `steward sweep` as a subprocess, a `steward scheduler` process (`start_scheduler`), and
+killing and restarting its worker.
 """
 
 from __future__ import annotations
@@ -271,6 +272,16 @@ class Stack:
                                     "--concurrency", "2"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         self.worker = process
+        return process
+
+    def start_scheduler(self, *, interval: int = 1) -> subprocess.Popen:
+        """Start a `steward scheduler --interval <interval>` with the stack's environment: it takes the
+        leader lease and enqueues a sweep every `interval` seconds, which the worker runs."""
+        log = open(self.tmp_path / f"scheduler-{len(self.processes)}.log", "w")  # noqa: SIM115
+        self._logs.append(log)
+        process = subprocess.Popen([sys.executable, "-m", "steward", "scheduler", "--interval", str(interval)],
+                                   env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
         return process
 
     def kill_worker(self) -> None:

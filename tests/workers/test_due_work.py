@@ -203,7 +203,7 @@ def test_the_sweep_enqueues_exactly_what_is_due(engine, ctx, clock, now, pending
     assert due == {("reminder", p), ("escalation", p), ("request_expiry", p), ("grant_expiry", g)}
     assert counts == {OUTBOX: 0, "reminder": 1, "escalation": 1, "request_expiry": 1, "grant_warning": 0,
                       "grant_expiry": 1, "provisioning": 0, "audit_anchor": 0, "review_schedule": 0,
-                      "review_nudge": 0, "review_escalation": 0}
+                      "review_nudge": 0, "review_escalation": 0, "recert_start": 0, "recert_escalation": 0}
 
 
 def test_work_done_is_not_swept_again(engine, ctx, clock, now, pending):

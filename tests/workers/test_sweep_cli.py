@@ -77,6 +77,8 @@ def test_dry_run_prints_what_is_due_and_changes_nothing(db, home):
         "0 owner review nudge(s) to schedule due",
         "0 review nudge(s) due",
         "0 overdue review escalation(s) due",
+        "0 recertification(s) to start due",
+        "0 recertification escalation(s) due",
     ]
     assert row_counts(db) == before_rows
     assert outbox_rows(db) == before_outbox  # nothing claimed, nothing sent
@@ -100,6 +102,8 @@ def test_sweep_enqueues_everything_due_on_the_broker(db, home):
         "enqueued 0 owner review nudge(s) to schedule",
         "enqueued 0 review nudge(s)",
         "enqueued 0 overdue review escalation(s)",
+        "enqueued 0 recertification(s) to start",
+        "enqueued 0 recertification escalation(s)",
     ]
     messages = take_messages(make_celery(Settings(_env_file=None, steward_home=home)))
     due = sorted(m.decode()[0][0] for m in messages if m.headers["task"] == RUN_DUE)
