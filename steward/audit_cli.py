@@ -7,27 +7,10 @@ hash, or exits 1 with one line naming the first bad entry and what is wrong with
 
 from __future__ import annotations
 
-from functools import wraps
-
 import click
-from sqlalchemy.exc import OperationalError
 
-from workflows.errors import DomainError
+from steward.errors import friendly_errors
 from workflows.settings import Settings
-
-
-def _friendly(fn):
-    # As steward.cli.friendly_errors (not imported: steward.cli imports this module).
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DomainError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OperationalError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise click.ClickException(f"cannot reach the database: {first}") from None
-    return wrapper
 
 
 @click.group()
@@ -38,7 +21,7 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--anchors", is_flag=True,
               help="Also check the log against every anchor posted to Slack (catches truncation and rewrites).")
-@_friendly
+@friendly_errors()
 def audit_verify(anchors: bool) -> None:
     """Walk the decision log's hash chain; exit 1 naming the first bad entry."""
     from steward import runtime
@@ -57,7 +40,7 @@ def audit_verify(anchors: bool) -> None:
 
 
 @audit.command("anchor")
-@_friendly
+@friendly_errors()
 def audit_anchor() -> None:
     """Post the decision log's head to the audit channel now (the sweep does it once a day)."""
     from steward import runtime

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from functools import wraps
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from workflows.errors import DomainError
+from steward.errors import friendly_errors
 from workflows.settings import Settings
 
 log = logging.getLogger("steward")
@@ -20,18 +18,6 @@ def _settings() -> Settings:
     return Settings()
 
 
-def friendly_errors(fn):
-    """Turn expected failures into a one-line error and a non-zero exit, never a stack trace."""
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DomainError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OperationalError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise click.ClickException(f"cannot reach the database: {first}") from None
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +28,7 @@ def main() -> None:
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="HTTP port for /slack/events and /healthz.")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
-@friendly_errors
+@friendly_errors()
 def serve(port: int, host: str) -> None:
     """Run the Slack bot (Socket Mode when SLACK_APP_TOKEN is set, else HTTP at /slack/events)."""
     from steward import runtime, server
@@ -62,7 +48,7 @@ def serve(port: int, host: str) -> None:
 @main.command()
 @click.option("--concurrency", "-c", default=4, show_default=True, help="Tasks run at once.")
 @click.option("--pool", default="threads", show_default=True, type=click.Choice(["threads", "prefork", "solo"]))
-@friendly_errors
+@friendly_errors()
 def worker(concurrency: int, pool: str) -> None:
     """Run the Celery worker that delivers Slack messages and runs the sweep."""
     from steward import runtime
@@ -79,7 +65,7 @@ def worker(concurrency: int, pool: str) -> None:
 
 @main.command()
 @click.option("--interval", default=60, show_default=True, help="Seconds between sweeps.")
-@friendly_errors
+@friendly_errors()
 def scheduler(interval: int) -> None:
     """Run the scheduler: the leader among its copies enqueues a sweep every minute."""
     from steward import runtime
@@ -98,7 +84,7 @@ def scheduler(interval: int) -> None:
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Print what is due without enqueuing or changing anything.")
-@friendly_errors
+@friendly_errors()
 def sweep(dry_run: bool) -> None:
     """Run one sweep now (for cron or a Kubernetes CronJob instead of `steward scheduler`)."""
     from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -106,7 +92,14 @@ def sweep(dry_run: bool) -> None:
     from steward import runtime
     from workers.celery_app import build_context, make_celery
     from workers.tasks import (
-        OUTBOX, PROVISIONING, DueKind, deliver_outbox, enqueue_due, enqueue_job, prune_broker_files, sweep_once,
+        OUTBOX,
+        PROVISIONING,
+        DueKind,
+        deliver_outbox,
+        enqueue_due,
+        enqueue_job,
+        prune_broker_files,
+        sweep_once,
     )
 
     labels = {
@@ -153,7 +146,7 @@ def sweep(dry_run: bool) -> None:
 
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="HTTP port for the bot.")
-@friendly_errors
+@friendly_errors()
 def dev(port: int) -> None:
     """Run bot, worker and scheduler together on embedded defaults; Ctrl-C stops them all."""
     from steward import devrun
@@ -168,7 +161,7 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
-@friendly_errors
+@friendly_errors()
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     from steward import runtime
@@ -180,7 +173,7 @@ def db_upgrade(revision: str) -> None:
 
 
 @db.command("current")
-@friendly_errors
+@friendly_errors()
 def db_current() -> None:
     """Print the database's schema revision."""
     from steward import runtime
@@ -191,7 +184,7 @@ def db_current() -> None:
 
 @db.command("downgrade")
 @click.argument("revision")
-@friendly_errors
+@friendly_errors()
 def db_downgrade(revision: str) -> None:
     """Revert migrations down to REVISION (`base` removes every table)."""
     from steward import runtime
@@ -209,7 +202,7 @@ def policy() -> None:
 
 @policy.command("check")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@friendly_errors
+@friendly_errors()
 def policy_check(path: Path | None) -> None:
     """Validate a policy file (default: STEWARD_POLICY, or the packaged default)."""
     from workflows.policy import load_policy

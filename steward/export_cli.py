@@ -16,16 +16,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
 from typing import TextIO
 
 import click
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
+from steward.errors import friendly_errors
 from workflows.db import make_engine, transaction
-from workflows.errors import DomainError, NotFound
 from workflows.exports import access as access_export
 from workflows.exports import decisions as decisions_export
 from workflows.exports import inventory as inventory_export
@@ -39,28 +37,6 @@ DECISION_FORMATS = ("jsonl", "csv")
 ACCESS_FORMATS = ("csv",)
 
 
-def _friendly(fn):
-    """Expected failures become one "Error:" line and a non-zero exit, never a stack trace."""
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NotFound as exc:
-            hint = f" Did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
-            raise click.ClickException(f"{exc}{hint}") from None
-        except DomainError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OperationalError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise click.ClickException(f"cannot reach the database: {first}") from None
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, as other command-line tools do.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write the export: {exc.strerror or exc}"
-                                       + (f": {exc.filename}" if exc.filename else "")) from None
-    return wrapper
 
 
 def _out_option(fn):
@@ -144,7 +120,7 @@ def export() -> None:
 @click.option("--format", "fmt", default="csv", show_default=True, metavar="csv|json|cyclonedx",
               help="csv or json with every field, or a CycloneDX 1.6 ML-BOM (strictly validated).")
 @_out_option
-@_friendly
+@friendly_errors("the export")
 def inventory(fmt: str, out: Path | None) -> None:
     """Every asset: common fields, kind-specific details, effective tier and lineage (as slugs)."""
     fmt = _choose(fmt, INVENTORY_FORMATS)
@@ -183,7 +159,7 @@ def inventory(fmt: str, out: Path | None) -> None:
 @click.option("--asset", "slug", default=None, metavar="SLUG", help="Entries about this asset, its requests and grants.")
 @click.option("--tier", default=None, metavar="TIER", help="Entries about assets whose effective tier is TIER now.")
 @_out_option
-@_friendly
+@friendly_errors("the export")
 def decisions(fmt: str, since: str | None, until: str | None, slug: str | None, tier: str | None,
               out: Path | None) -> None:
     """Decision-log entries in seq order, each with prev_hash and hash (see README to re-check the chain)."""
@@ -220,7 +196,7 @@ def decisions(fmt: str, since: str | None, until: str | None, slug: str | None, 
 @click.option("--as-of", "as_of", default=None, metavar="DATE",
               help="Who had access at DATE (a bare date: the end of that day), replayed from the decision log.")
 @_out_option
-@_friendly
+@friendly_errors("the export")
 def access(fmt: str, as_of: str | None, out: Path | None) -> None:
     """Who has (or had) access to what: asset, grantee, level, dates, approvers, emergency flag, status."""
     _choose(fmt, ACCESS_FORMATS)

@@ -11,31 +11,12 @@ from __future__ import annotations
 import os
 import tempfile
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
 
 import click
-from sqlalchemy.exc import OperationalError
 
-from workflows.errors import DomainError
+from steward.errors import friendly_errors
 from workflows.settings import Settings
-
-
-def _friendly(fn):
-    # As steward.cli.friendly_errors (not imported: steward.cli imports this module).
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DomainError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OperationalError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-            raise click.ClickException(f"cannot reach the database: {first}") from None
-        except OSError as exc:
-            raise click.ClickException(f"cannot write the report: {exc.strerror or exc}"
-                                       + (f": {exc.filename}" if exc.filename else "")) from None
-    return wrapper
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -54,7 +35,7 @@ def write_atomically(path: Path, text: str) -> None:
 @click.command("report")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report as one self-contained HTML page to FILE instead of printing it.")
-@_friendly
+@friendly_errors("the report")
 def report(html_path: Path | None) -> None:
     """The governance report: inventory, reviews, documentation gaps, access and expiry."""
     from workflows.db import make_engine, transaction

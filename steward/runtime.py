@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from bot.app import create_app, make_client
 from bot.context import BotContext, members_from
-from workers.directory import Directory
 from workers.celery_app import make_celery
+from workers.directory import Directory
 from workers.tasks import enqueue_decision, enqueue_delivery, enqueue_provisioning
 from workflows.db import make_engine
 from workflows.errors import DomainError

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -20,6 +21,10 @@ POSTGRES_URL = os.environ.get("STEWARD_TEST_POSTGRES_URL", "postgresql://postgre
 REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 FIXED_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+STEWARD_VARIABLES = (
+    "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "DATABASE_URL",
+    "BROKER_URL", "STEWARD_HOME", "STEWARD_POLICY", "LOG_LEVEL",
+)
 
 
 def service_missing(what: str, reason: str) -> None:
@@ -126,3 +131,13 @@ def policy() -> Policy:
 def now() -> datetime:
     """A fixed, timezone-aware clock reading."""
     return FIXED_NOW
+
+
+@pytest.fixture
+def cli_home(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Path:
+    """For command-line tests: an empty working directory, STEWARD_HOME under it, no other Steward variable."""
+    for name in STEWARD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
+    return tmp_path

@@ -17,26 +17,19 @@ from click.testing import CliRunner, Result
 from sqlalchemy import inspect
 
 from steward.cli import main
+from tests.conftest import STEWARD_VARIABLES
 from workflows.db import make_engine
 from workflows.policy import default_policy_text, parse_policy
 from workflows.schema import head_revision
 
-STEWARD_VARIABLES = (
-    "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "DATABASE_URL",
-    "BROKER_URL", "STEWARD_HOME", "STEWARD_POLICY", "LOG_LEVEL",
-)
 UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/none"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty working directory and none of Steward's variables set."""
-    for name in STEWARD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
-    return tmp_path
+def isolated(cli_home: Path) -> Path:
+    """Every test here runs in an empty working directory with none of Steward's variables set."""
+    return cli_home
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from steward import export_cli
 from steward.cli import main
 from tests.conftest import FIXED_NOW
 from tests.factories import OWNER, REQUESTER, approve_request, classify_system, make_asset, make_request
-from tests.test_cli import STEWARD_VARIABLES, assert_one_line_error
+from tests.test_cli import assert_one_line_error
 from workflows.db import make_engine
 from workflows.exports.bom import validation_errors
 from workflows.exports.inventory import CSV_COLUMNS
@@ -34,13 +34,9 @@ HOUR = timedelta(hours=1)
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty working directory and none of Steward's variables set."""
-    for name in STEWARD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
-    return tmp_path
+def isolated(cli_home: Path) -> Path:
+    """Every test here runs in an empty working directory with none of Steward's variables set."""
+    return cli_home
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from click.testing import CliRunner, Result
 
 from steward.cli import main
 from tests.report_seed import CLEAN, FAILING, seed_report
-from tests.test_cli import STEWARD_VARIABLES
 from workflows.db import make_engine
 from workflows.schema import upgrade_database
 
@@ -23,13 +22,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty working directory and none of Steward's variables set."""
-    for name in STEWARD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
-    return tmp_path
+def isolated(cli_home: Path) -> Path:
+    """Every test here runs in an empty working directory with none of Steward's variables set."""
+    return cli_home
 
 
 @pytest.fixture

@@ -29,10 +29,6 @@ from workflows.policy import Policy, default_policy_text, load_policy
 from workflows.schema import upgrade_database
 from workflows.settings import Settings
 
-STEWARD_VARIABLES = (
-    "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "DATABASE_URL",
-    "BROKER_URL", "STEWARD_HOME", "STEWARD_POLICY", "LOG_LEVEL",
-)
 AUDIT_CHANNEL = "C0AUDIT01"
 
 
@@ -42,13 +38,9 @@ def steward(*args: str) -> Result:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_celery) -> Path:
-    """An empty working directory with STEWARD_HOME under it and none of Steward's variables set."""
-    for name in STEWARD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+def home(cli_home: Path, fresh_celery) -> Path:
+    """STEWARD_HOME in an empty working directory, none of Steward's other variables set."""
+    return cli_home / "home"
 
 
 def _use(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:

@@ -19,11 +19,6 @@ from workflows.db import make_engine
 from workflows.policy import load_policy
 from workflows.settings import Settings
 
-STEWARD_VARIABLES = (
-    "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_API_URL", "DATABASE_URL",
-    "BROKER_URL", "STEWARD_HOME", "STEWARD_POLICY", "LOG_LEVEL",
-)
-
 
 def steward(*args: str) -> Result:
     """Run `steward <args>` in-process."""
@@ -31,14 +26,10 @@ def steward(*args: str) -> Result:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_celery) -> Path:
-    """An empty working directory, STEWARD_HOME under it, a SQLite DATABASE_URL, nothing else set."""
-    for name in STEWARD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{(tmp_path / 'sweep.db').as_posix()}")
-    return tmp_path / "home"
+def home(cli_home: Path, monkeypatch: pytest.MonkeyPatch, fresh_celery) -> Path:
+    """STEWARD_HOME in an empty working directory, a SQLite DATABASE_URL, nothing else set."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{(cli_home / 'sweep.db').as_posix()}")
+    return cli_home / "home"
 
 
 @pytest.fixture
