@@ -351,15 +351,19 @@ def _run(session: Session, kind: DueKind, item_id: int, *, now: datetime, policy
 
 
 def _review_owner(context: WorkerContext, asset_id: int) -> tuple[str, str | None, str | None]:
-    """The asset's owner, their Slack timezone (cached on their review_nudge row, else asked of users.info),
-    and why they are gone when users.info says so (deactivated, user_not_found), else None."""
+    """The asset's owner, their Slack timezone, and why they are gone when users.info says so
+    (deactivated, user_not_found), else None.
+
+    Slack is asked every time a nudge is scheduled (about once a week per owner), so a departure or a
+    move to another timezone is noticed; the cached timezone only covers a Slack outage.
+    """
     with transaction(context.engine) as session:
         owner_id, cached = reviews.owner_and_cached_tz(session=session, asset_id=asset_id)
-    if cached:
-        return owner_id, cached, None
     try:
         person = Directory(context.client).user(owner_id)
     except SlackApiError as exc:
+        if cached:
+            return owner_id, cached, None
         # Scheduled in UTC for now is worse than a minute's wait: refuse, and the next sweep asks again.
         raise Conflict(f"Slack could not tell {owner_id}'s timezone: {exc.response.get('error')}") from exc
     if person is None:
