@@ -141,3 +141,14 @@ def cli_home(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STEWARD_HOME", str(tmp_path / "home"))
     return tmp_path
+
+
+@pytest.fixture
+def cli_engine(cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """For command-line tests: a migrated SQLite file that DATABASE_URL points at."""
+    url = f"sqlite:///{(cli_home / 'cli.db').as_posix()}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    engine = make_engine(url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()

@@ -23,10 +23,8 @@ from steward.cli import main
 from tests.conftest import FIXED_NOW
 from tests.factories import OWNER, REQUESTER, approve_request, classify_system, make_asset, make_request
 from tests.test_cli import assert_one_line_error
-from workflows.db import make_engine
 from workflows.exports.bom import validation_errors
 from workflows.exports.inventory import CSV_COLUMNS
-from workflows.schema import upgrade_database
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOW = FIXED_NOW
@@ -40,14 +38,9 @@ def isolated(cli_home: Path) -> Path:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A migrated SQLite file that DATABASE_URL points at."""
-    url = f"sqlite:///{(tmp_path / 'export.db').as_posix()}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    engine = make_engine(url)
-    upgrade_database(engine)
-    yield engine
-    engine.dispose()
+def engine(cli_engine):
+    """The migrated SQLite file DATABASE_URL points at (instead of the shared two-backend fixture)."""
+    return cli_engine
 
 
 @pytest.fixture

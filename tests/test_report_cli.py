@@ -15,8 +15,6 @@ from click.testing import CliRunner, Result
 
 from steward.cli import main
 from tests.report_seed import CLEAN, FAILING, seed_report
-from workflows.db import make_engine
-from workflows.schema import upgrade_database
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -27,15 +25,6 @@ def isolated(cli_home: Path) -> Path:
     return cli_home
 
 
-@pytest.fixture
-def cli_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A migrated SQLite file that DATABASE_URL points at."""
-    url = f"sqlite:///{(tmp_path / 'report.db').as_posix()}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    engine = make_engine(url)
-    upgrade_database(engine)
-    yield engine
-    engine.dispose()
 
 
 def seeded_at(engine, policy, offset: timedelta) -> None:
