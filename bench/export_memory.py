@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,34 +93,60 @@ def _copy(engine: Engine, rows: Iterator[dict[str, Any]]) -> None:
         raw.close()
 
 
+def measure_steward(command: list[str], database_url: str) -> tuple[str, float, float, float]:
+    """Run `steward <command>` in a child process; return (its first output line, peak RSS in MiB,
+    wall seconds, CPU seconds). Output goes to a temporary file, so a large export costs no memory here."""
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "steward", *command], stdout=out, stderr=err, env=env,
+                                 cwd=ROOT)
+        # wait4, not wait: it also returns the child's resource usage, peak RSS included.
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if returncode != 0:
+            raise SystemExit(f"steward {' '.join(command)} failed ({returncode}): {err.read().decode().strip()}")
+        first = out.readline().decode().rstrip("\n")
+    # ru_maxrss is in KiB on Linux.
+    return first, usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
+
+
 def run_export(database_url: str) -> tuple[float, float, float]:
     """Run the export in a child process; return (peak RSS in MiB, wall seconds, CPU seconds)."""
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "steward", "export", "decisions", "--format", "jsonl"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    errors = child.stderr.read().decode() if child.stderr else ""
-    if child.returncode != 0:
-        raise SystemExit(f"the export failed ({child.returncode}): {errors.strip()}")
-    # ru_maxrss is in KiB on Linux.
-    return usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
+    _, rss, wall, cpu = measure_steward(["export", "decisions", "--format", "jsonl"], database_url)
+    return rss, wall, cpu
 
 
-def main() -> None:
-    """Fill, export, print."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def size_arguments(description: str) -> tuple[argparse.Namespace, list[int]]:
+    """The benchmarks' shared flags, and the two log sizes to measure (a tenth of --entries, and --entries)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--entries", type=int, default=1_000_000, help="the larger log size (default 1,000,000)")
     parser.add_argument("--database-url", default="",
                         help="a throwaway PostgreSQL database (entries are appended); default: SQLite in a temp dir")
     args = parser.parse_args()
-    sizes = sorted({max(1, args.entries // 10), args.entries})
-    with tempfile.TemporaryDirectory(prefix="steward-export-bench-") as folder:
-        url = args.database_url or f"sqlite:///{Path(folder, 'bench.db').as_posix()}"
+    return args, sorted({max(1, args.entries // 10), args.entries})
+
+
+@contextmanager
+def bench_database(database_url: str, *, prefix: str) -> Iterator[tuple[str, Engine]]:
+    """The given database, or a SQLite file in a temporary folder, migrated to head."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        url = database_url or f"sqlite:///{Path(folder, 'bench.db').as_posix()}"
         engine = make_engine(url)
         upgrade_database(engine)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
+
+
+def main() -> None:
+    """Fill, export, print."""
+    args, sizes = size_arguments(__doc__.splitlines()[0])
+    with bench_database(args.database_url, prefix="steward-export-bench-") as (url, engine):
         print(f"database: {engine.dialect.name}; command: steward export decisions --format jsonl > /dev/null")
         print(f"{'entries':>10}  {'fill s':>8}  {'export s':>9}  {'cpu s':>7}  {'rows/s':>9}  {'peak RSS MiB':>12}")
         rss, wall, cpu = run_export(url)

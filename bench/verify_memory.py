@@ -11,12 +11,7 @@ short transaction each. Prints figures; never passes or fails.
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,43 +20,18 @@ if str(ROOT) not in sys.path:
 
 from sqlalchemy import select
 
-from bench.export_memory import LOG, fill_to
-from workflows.db import make_engine
-from workflows.schema import upgrade_database
+from bench.export_memory import LOG, bench_database, fill_to, measure_steward, size_arguments
 
 
 def run_verify(database_url: str) -> tuple[str, float, float, float]:
     """Run verify in a child process; return (its first line, peak RSS in MiB, wall s, CPU s)."""
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "steward", "audit", "verify", "--anchors"],
-                                 stdout=out, stderr=err, env=env, cwd=ROOT)
-        # wait4, not wait: it also returns the child's resource usage, peak RSS included.
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise SystemExit(f"verify failed ({child.returncode}): {err.read().decode().strip()}")
-        first = out.read().decode().splitlines()[0]
-    # ru_maxrss is in KiB on Linux.
-    return first, usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
+    return measure_steward(["audit", "verify", "--anchors"], database_url)
 
 
 def main() -> None:
     """Fill, verify, print."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=1_000_000, help="the larger log size (default 1,000,000)")
-    parser.add_argument("--database-url", default="",
-                        help="a throwaway PostgreSQL database (entries are appended); default: SQLite in a temp dir")
-    args = parser.parse_args()
-    sizes = sorted({max(1, args.entries // 10), args.entries})
-    with tempfile.TemporaryDirectory(prefix="steward-verify-bench-") as folder:
-        url = args.database_url or f"sqlite:///{Path(folder, 'bench.db').as_posix()}"
-        engine = make_engine(url)
-        upgrade_database(engine)
+    args, sizes = size_arguments(__doc__.splitlines()[0])
+    with bench_database(args.database_url, prefix="steward-verify-bench-") as (url, engine):
         print(f"database: {engine.dialect.name}; command: steward audit verify --anchors")
         print(f"{'entries':>10}  {'fill s':>8}  {'verify s':>9}  {'cpu s':>7}  {'rows/s':>9}  {'peak RSS MiB':>12}")
         line, rss, wall, cpu = run_verify(url)
