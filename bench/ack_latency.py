@@ -36,10 +36,10 @@ from waitress.server import create_server  # noqa: E402
 
 from bot.app import EVENTS_PATH, HEALTH_PATH, create_app, wsgi_app  # noqa: E402
 from bot.context import BotContext  # noqa: E402
-from tests import signing  # noqa: E402
+from steward.sandbox import signing  # noqa: E402
 from tests.bot.conftest import block_action, submission  # noqa: E402
 from tests.factories import ADMIN, OTHER, OWNER, asset_fields  # noqa: E402
-from tests.fakeslack import FakeSlack  # noqa: E402
+from steward.sandbox.slack_api import FakeSlack  # noqa: E402
 from workers.directory import Directory  # noqa: E402
 from workflows.db import make_engine, transaction  # noqa: E402
 from workflows.inventory import Actor, parse_asset_input, record_classification, register_asset  # noqa: E402

@@ -18,9 +18,9 @@ from bot.app import create_app
 from bot.context import BotContext, members_from
 from bot.views.messages import render_outbox
 from workers.directory import Directory
-from tests import signing
+from steward.sandbox import signing
 from tests.factories import ADMIN, OTHER, OWNER
-from tests.fakeslack import FakeSlack
+from steward.sandbox.slack_api import FakeSlack
 from workflows import access
 from workflows.db import transaction
 from workflows.errors import DomainError

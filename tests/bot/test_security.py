@@ -2,7 +2,7 @@
 
 import time
 
-from tests import signing
+from steward.sandbox import signing
 from tests.bot.conftest import SECRET
 
 

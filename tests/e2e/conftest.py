@@ -34,11 +34,11 @@ from redis.retry import Retry
 from sqlalchemy import Engine, text
 
 from bot.ids import Action
-from tests import signing
+from steward.sandbox import signing
 from tests.bot.conftest import submission
 from tests.conftest import service_missing
 from tests.factories import ADMIN, OTHER, OWNER
-from tests.fakeslack import FakeSlack, _Reply
+from steward.sandbox.slack_api import FakeSlack, _Reply
 from workflows.db import make_engine
 from workflows.policy import default_policy_text
 

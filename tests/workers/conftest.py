@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from tests.fakeslack import DEFAULT_TOKEN, FakeSlack
+from steward.sandbox.slack_api import DEFAULT_TOKEN, FakeSlack
 from workers import celery_app
 from workers.celery_app import WorkerContext
 from workflows.db import transaction

@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from sqlalchemy import event, func, insert
 from sqlmodel import select
 
-from tests.fakeslack import DEFAULT_TOKEN, FakeSlack
+from steward.sandbox.slack_api import DEFAULT_TOKEN, FakeSlack
 from tests.workers.conftest import Clock, render
 from workers.celery_app import WorkerContext
 from workers.delivery import Outcome

@@ -1,4 +1,4 @@
-"""Build signed Slack requests (slash commands, interactions, events) for tests.
+"""Build signed Slack requests (slash commands, interactions, events), as Slack signs them.
 
 Each builder returns `(body, headers)` signed exactly as Slack signs requests,
 so Bolt's request verification accepts them:

@@ -14,8 +14,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from tests import signing
-from tests.fakeslack import FakeSlack
+from steward.sandbox import signing
+from steward.sandbox.slack_api import FakeSlack
 
 SECRET = "test-signing-secret"
 

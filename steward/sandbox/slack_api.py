@@ -1,4 +1,4 @@
-"""A fake Slack Web API on loopback, for tests.
+"""A sandbox Slack Web API on loopback, for the demo and the tests.
 
 `FakeSlack` serves the Web API methods Steward uses on 127.0.0.1, so a real
 `slack_sdk.WebClient(base_url=fake.url)` (and Bolt's `respond()`, through
