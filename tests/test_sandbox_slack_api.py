@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+import yaml
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -15,7 +17,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
 from steward.sandbox import signing
-from steward.sandbox.slack_api import FakeSlack
+from steward.sandbox.slack_api import BOT_SCOPES, FakeSlack
 
 SECRET = "test-signing-secret"
 
@@ -73,6 +75,7 @@ def test_auth_test_describes_the_bot(fake, client):
     assert response["user_id"] == "UBOT"
     assert response["bot_id"] == "B0001"
     assert response["url"].startswith("https://")
+    assert (response["team"], response["user"]) == ("Steward Test", "steward")
     call = fake.last("auth.test")
     assert call.token == "xoxb-test"
     assert call.headers["Authorization"] == "Bearer xoxb-test"
@@ -127,6 +130,25 @@ def test_unknown_method_answers_200_unknown_method(client):
 
     assert error.response.status_code == 200
     assert error.response["error"] == "unknown_method"
+
+
+def test_answers_carry_the_tokens_granted_scopes(fake, client):
+    assert client.auth_test().headers["X-OAuth-Scopes"] == ",".join(BOT_SCOPES)
+
+    fake.grant_scopes(["chat:write", "commands"])
+
+    assert client.chat_postMessage(channel="C1", text="hi").headers["X-OAuth-Scopes"] == "chat:write,commands"
+    # Errors answered to a known token carry them too; an unknown token has no scopes to list.
+    assert api_error(lambda: client.users_info(user="UNOBODY")).response.headers["X-OAuth-Scopes"] == (
+        "chat:write,commands")
+    stranger = WebClient(token="xoxb-wrong", base_url=fake.url, retry_handlers=[])
+    assert "X-OAuth-Scopes" not in api_error(stranger.auth_test).response.headers
+
+
+def test_bot_scopes_are_the_manifests():
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "slack-manifest.yml").read_text())
+
+    assert list(BOT_SCOPES) == manifest["oauth_config"]["scopes"]["bot"]
 
 
 def test_socket_mode_is_refused_for_bot_tokens(client):

@@ -1,7 +1,9 @@
-"""Build signed Slack requests (slash commands, interactions, events), as Slack signs them.
+"""Slack's request payloads (slash commands, interactions, events), and signed HTTP requests carrying them.
 
-Each builder returns `(body, headers)` signed exactly as Slack signs requests,
-so Bolt's request verification accepts them:
+The payload builders (`command_payload`, `event_callback`) are shared by both transports: over HTTP each
+signed builder returns `(body, headers)` signed exactly as Slack signs requests, so Bolt's request
+verification accepts them; over Socket Mode (`steward.sandbox.socket_mode`) the same payloads travel
+unsigned inside envelopes.
 
     body, headers = slash_command(text="list", secret=SECRET,
                                   response_url=fake.response_url("cmd"))
@@ -34,11 +36,10 @@ def sign(body: str, *, secret: str, timestamp: int | None = None) -> dict[str, s
     return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}"}
 
 
-def slash_command(
+def command_payload(
     command: str = "/steward",
     text: str = "",
     *,
-    secret: str,
     user_id: str = "U123",
     user_name: str = "tester",
     channel_id: str = "C123",
@@ -46,10 +47,9 @@ def slash_command(
     trigger_id: str = "1337.42.abc",
     response_url: str = UNSET_RESPONSE_URL,
     team_id: str = "T0001",
-    timestamp: int | None = None,
-) -> tuple[str, dict[str, str]]:
-    """A signed slash-command request, form-encoded as Slack sends it."""
-    fields = {
+) -> dict[str, str]:
+    """The fields Slack sends for a slash command (form fields over HTTP, the payload over Socket Mode)."""
+    return {
         "token": "verification-token-unused",
         "team_id": team_id,
         "team_domain": "steward-test",
@@ -64,7 +64,19 @@ def slash_command(
         "response_url": response_url,
         "trigger_id": trigger_id,
     }
-    return _signed(urlencode(fields), FORM_CONTENT_TYPE, secret, timestamp)
+
+
+def slash_command(
+    command: str = "/steward",
+    text: str = "",
+    *,
+    secret: str,
+    timestamp: int | None = None,
+    **fields: str,
+) -> tuple[str, dict[str, str]]:
+    """A signed slash-command request, form-encoded as Slack sends it (`fields` as for `command_payload`)."""
+    body = urlencode(command_payload(command, text, **fields))
+    return _signed(body, FORM_CONTENT_TYPE, secret, timestamp)
 
 
 def interaction(

@@ -8,6 +8,10 @@ enforces the Block Kit limits Slack enforces, and can fail on demand
 (rate limits, server errors, auth errors). `enforce_rate_limits()` (off by
 default) rate-limits chat.postMessage per channel and per workspace as Slack
 does, on a clock the test can pass in (`FakeSlack(clock=...)`) and advance.
+Every answer to a known token carries Slack's `X-OAuth-Scopes` header: by default the bot scopes
+of slack-manifest.yml (`BOT_SCOPES`), changed with `grant_scopes([...])`.
+Socket Mode (`apps.connections.open` with the app-level token `DEFAULT_APP_TOKEN`, then a local
+WebSocket server) is in `steward.sandbox.socket_mode`; `fake.start_socket_mode()` returns its server.
 
     with FakeSlack() as fake:
         client = WebClient(token="xoxb-test", base_url=fake.url)
@@ -18,6 +22,7 @@ does, on a clock the test can pass in (`FakeSlack(clock=...)`) and advance.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -31,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from steward.sandbox.socket_mode import SocketModeServer
+
 TEAM_ID = "T0001"
 TEAM_NAME = "Steward Test"
 TEAM_URL = "https://steward-test.slack.com/"
@@ -39,6 +46,12 @@ BOT_ID = "B0001"
 BOT_USER_ID = "UBOT"
 BOT_USER_NAME = "steward"
 DEFAULT_TOKEN = "xoxb-test"
+DEFAULT_APP_TOKEN = "xapp-1-A0001-test"
+# The bot token's scopes: the `oauth_config.scopes.bot` of slack-manifest.yml (a test keeps them equal).
+BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "usergroups:read", "files:write")
+APP_TOKEN_SCOPES = ("connections:write",)
+# The only methods an app-level token may call (and a bot token may not).
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 
 MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update"})
 VIEW_METHODS = frozenset({"views.open", "views.update", "views.push", "views.publish"})
@@ -165,6 +178,9 @@ class FakeSlack:
         pass a clock it advances itself, so honouring a Retry-After needs no sleeping.
         """
         self.valid_tokens: set[str] = {DEFAULT_TOKEN}
+        self.valid_app_tokens: set[str] = {DEFAULT_APP_TOKEN}
+        self._bot_scopes: tuple[str, ...] = BOT_SCOPES
+        self._socket_mode: SocketModeServer | None = None
         self._clock: Callable[[], float] = clock or time.monotonic
         self._rate_limits: _RateLimits | None = None
         self._lock = threading.Lock()
@@ -202,7 +218,11 @@ class FakeSlack:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving (Socket Mode too) and release the ports."""
+        with self._lock:
+            socket_mode, self._socket_mode = self._socket_mode, None
+        if socket_mode is not None:
+            socket_mode.stop()
         if self._server is None:
             return
         self._server.shutdown()
@@ -232,6 +252,11 @@ class FakeSlack:
     def response_url(self, name: str) -> str:
         """A response_url for slash commands/interactions; posts are recorded as "response_url"."""
         return f"http://127.0.0.1:{self.port}/response/{name}"
+
+    def start_socket_mode(self) -> SocketModeServer:
+        """The Socket Mode server, started now unless `apps.connections.open` already started it."""
+        with self._lock:
+            return self._socket_mode_server()
 
     # -- workspace setup -----------------------------------------------------
 
@@ -299,6 +324,11 @@ class FakeSlack:
         failure = _Failure(int(status), retry_after, error, times)
         with self._lock:
             self._failures.setdefault(method, []).append(failure)
+
+    def grant_scopes(self, scopes: list[str]) -> None:
+        """Replace the bot token's granted scopes (what `X-OAuth-Scopes` lists), e.g. to play a missing one."""
+        with self._lock:
+            self._bot_scopes = tuple(scopes)
 
     def enforce_rate_limits(self, *, per_channel_per_second: int | None = 1,
                             workspace_per_minute: int | None = None) -> None:
@@ -390,6 +420,9 @@ class FakeSlack:
         with self._lock:
             now = self._clock()
             reply = self._answer(method, args, token, now=now)
+            scopes = self._scopes_of(token)
+            if scopes is not None:
+                reply = dataclasses.replace(reply, headers={**reply.headers, "X-OAuth-Scopes": ",".join(scopes)})
             retry_after = reply.headers.get("Retry-After") if reply.status == HTTPStatus.TOO_MANY_REQUESTS else None
             self._calls.append(Call(method, args, headers, token, failed=not reply.ok, at=now,
                                     retry_after=int(retry_after) if retry_after is not None else None))
@@ -408,8 +441,10 @@ class FakeSlack:
         failure = self._take_failure(method)
         if failure:
             return failure.reply()
-        if token not in self.valid_tokens:
+        if token not in self.valid_tokens and token not in self.valid_app_tokens:
             return _error("invalid_auth")
+        if (token in self.valid_app_tokens) != (method in APP_TOKEN_METHODS):
+            return _error("not_allowed_token_type")
         rejection = _validate(method, args)
         if rejection:
             return rejection
@@ -429,6 +464,18 @@ class FakeSlack:
         if limits is not None and reply.ok:
             limits.count(channel, self._clock() if now is None else now)
         return reply
+
+    def _scopes_of(self, token: str | None) -> tuple[str, ...] | None:
+        if token in self.valid_app_tokens:
+            return APP_TOKEN_SCOPES
+        return self._bot_scopes if token in self.valid_tokens else None
+
+    def _socket_mode_server(self) -> SocketModeServer:
+        # Called with the lock held. Socket Mode is enabled in the sandbox app, as in slack-manifest.yml,
+        # so the first client to ask for a URL starts the server (again, if a test stopped it).
+        if self._socket_mode is None:
+            self._socket_mode = SocketModeServer(app_id=APP_ID, response_url=self.response_url)
+        return self._socket_mode.start()
 
     def _take_failure(self, method: str) -> _Failure | None:
         queue = self._failures.get(method)
@@ -450,7 +497,7 @@ class FakeSlack:
     def _builtin_responders(self) -> dict[str, Responder]:
         return {
             "auth.test": self._auth_test,
-            "apps.connections.open": lambda args: _error("not_allowed_token_type"),
+            "apps.connections.open": lambda args: _ok(url=self._socket_mode_server().issue_url()),
             "chat.postMessage": self._chat_post_message,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
