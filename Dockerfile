@@ -1,8 +1,9 @@
 # Steward: one image for every process. The command picks the role:
 #   steward serve      (default) Slack bot, HTTP on :3000 or Socket Mode
-#   steward worker     Celery worker
-#   steward scheduler  periodic sweep enqueuer (leader-locked)
+#   steward worker     Celery worker (/healthz, /readyz, /metrics on :8001)
+#   steward scheduler  periodic sweep enqueuer, leader-locked (health on :8002)
 #   steward db upgrade Alembic migrations
+#   steward doctor     checks configuration, database, broker, Slack token, scopes and policy
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -29,9 +30,12 @@ ENV STEWARD_HOME=/app/.steward
 
 USER steward
 
+# Slack reaches the bot here (HTTP mode); the worker's and scheduler's health ports stay internal.
 EXPOSE 3000
 
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=4).status == 200 else 1)"]
+# For the default command (the bot). Other roles set their own: docker-compose.yml probes each
+# process's /readyz on its health port. `steward probe` because the slim image has no curl.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["steward", "probe", "http://127.0.0.1:3000/readyz"]
 
 CMD ["steward", "serve"]

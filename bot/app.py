@@ -7,29 +7,27 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
 from bot.context import BotContext
 from bot.listeners import register_all
+from bot.telemetry import InstrumentedApp
+from bot.listeners.guard import GuardedRequestHandler
+from workers.health import HEALTHZ_PATH, PATHS, WSGIApp, health_app
+from workers.slack_client import make_slack_client
 
 EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
-
-
-def make_client(*, token: str, base_url: str) -> WebClient:
-    """A Web API client aimed at `base_url` (Slack in production, the fake in tests)."""
-    return WebClient(token=token, base_url=base_url)
+HEALTH_PATH = HEALTHZ_PATH
 
 
 def create_app(ctx: BotContext, *, client: WebClient | None = None,
                process_before_response: bool = False) -> App:
-    """Build the Bolt app with every listener registered."""
+    """Build the Bolt app with its telemetry and every listener registered."""
     settings = ctx.settings
-    client = client or make_client(token=settings.slack_bot_token.get_secret_value(),
-                                   base_url=settings.slack_api_url)
-    app = App(
-        client=client,
+    # Bolt's App with a request id for the logs and latency metrics by listener.
+    app = InstrumentedApp(
+        # Without one passed in, the one configured client (retries, Slack call metrics).
+        client=client or make_slack_client(settings),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=process_before_response,
         # auth.test at start-up would make the app unbuildable without Slack; the first call checks the token.
@@ -40,15 +38,18 @@ def create_app(ctx: BotContext, *, client: WebClient | None = None,
     return app
 
 
-def wsgi_app(app: App) -> Callable[[dict[str, Any], Callable], Iterable[bytes]]:
-    """A WSGI application: Slack requests at /slack/events, a health check at /healthz."""
-    handler = SlackRequestHandler(app)
+def wsgi_app(app: App, *, health: WSGIApp | None = None) -> WSGIApp:
+    """A WSGI application: Slack requests at /slack/events; /healthz, /readyz and /metrics from `health`.
+
+    Without `health`, /readyz checks nothing (enough for a benchmark; `steward serve` passes the real one).
+    """
+    handler = GuardedRequestHandler(app)  # an unreadable body is a 400, not a 500
+    health = health or health_app()
 
     def application(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == HEALTH_PATH:
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok"]
+        if path in PATHS:
+            return health(environ, start_response)
         if path == EVENTS_PATH:
             return handler(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])

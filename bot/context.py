@@ -5,22 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Engine
 
+from workers.clock import utc_now
+from workers.directory import Directory
 from workflows.policy import Policy
 from workflows.settings import Settings
 
-from workers.directory import Directory
-
 log = logging.getLogger("steward.bot")
-
-
-def utc_now() -> datetime:
-    """The current time, aware and in UTC (the only clock the bot reads)."""
-    return datetime.now(UTC)
 
 
 class EnqueueDecision(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -22,21 +21,16 @@ def run_all(settings: Settings, *, port: int) -> int:
     """Migrate, start the three processes, relay their output, and stop them all on Ctrl-C or a crash."""
     upgrade_database(make_engine(settings.resolved_database_url))
     env = dict(os.environ)
-    if not settings.slack_signing_secret.get_secret_value():
-        # Without credentials the bot still runs (health checks, local trials), but no request from
-        # Slack can pass the signature check until the real secret is configured.
-        env["SLACK_SIGNING_SECRET"] = secrets.token_hex(16)
-        env.setdefault("SLACK_BOT_TOKEN", "xoxb-not-configured")
-        print("steward dev: SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are not set; the bot runs but Slack "
-              "cannot reach it. See README: Connecting a Slack workspace.", flush=True)
     commands = {
         "bot": ["serve", "--port", str(port)],
-        "worker": ["worker", "--pool", "threads", "--concurrency", "2"],
-        "scheduler": ["scheduler"],
+        # On one machine the health ports would only collide with anything else listening there;
+        # `steward dev` is watched from its terminal, so its worker and scheduler serve none.
+        "worker": ["worker", "--pool", "threads", "--concurrency", "2", "--health-port", "0"],
+        "scheduler": ["scheduler", "--health-port", "0"],
     }
     children = {name: _spawn(name, args, env) for name, args in commands.items()}
-    print(f"steward dev: bot on http://127.0.0.1:{port}/slack/events, worker and scheduler running; "
-          "Ctrl-C stops all three.", flush=True)
+    where = "connected to Slack in Socket Mode" if settings.socket_mode else f"on http://127.0.0.1:{port}/slack/events"
+    print(f"steward dev: bot {where}, worker and scheduler running; Ctrl-C stops all three.", flush=True)
     return _supervise(children)
 
 

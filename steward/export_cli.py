@@ -153,7 +153,8 @@ def inventory(fmt: str, out: Path | None) -> None:
 
 
 @export.command("decisions")
-@click.option("--format", "fmt", default="jsonl", show_default=True, metavar="jsonl|csv")
+@click.option("--format", "fmt", default="jsonl", show_default=True, metavar="jsonl|csv",
+              help="jsonl (one JSON object per line) or csv, both with prev_hash and hash.")
 @click.option("--since", default=None, metavar="DATE", help="Entries at or after DATE (YYYY-MM-DD or ISO 8601, UTC).")
 @click.option("--until", default=None, metavar="DATE", help="Entries at or before DATE (a bare date: its whole day).")
 @click.option("--asset", "slug", default=None, metavar="SLUG", help="Entries about this asset, its requests and grants.")
@@ -192,7 +193,8 @@ def decisions(fmt: str, since: str | None, until: str | None, slug: str | None, 
 
 
 @export.command("access")
-@click.option("--format", "fmt", default="csv", show_default=True, metavar="csv")
+@click.option("--format", "fmt", default="csv", show_default=True, metavar="csv",
+              help="csv, one row per grant (the only format for now).")
 @click.option("--as-of", "as_of", default=None, metavar="DATE",
               help="Who had access at DATE (a bare date: the end of that day), replayed from the decision log.")
 @_out_option

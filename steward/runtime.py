@@ -9,10 +9,13 @@ import socket
 from slack_bolt import App
 from sqlalchemy import Engine
 
-from bot.app import create_app, make_client
+from bot.app import create_app
 from bot.context import BotContext, members_from
+from workers import logs
 from workers.celery_app import make_celery
+from workers.clock import clock_for
 from workers.directory import Directory
+from workers.slack_client import make_slack_client
 from workers.tasks import enqueue_decision, enqueue_delivery, enqueue_provisioning
 from workflows.db import make_engine
 from workflows.errors import DomainError
@@ -26,9 +29,8 @@ class SetupError(DomainError):
 
 
 def configure_logging(settings: Settings) -> None:
-    """Plain, timestamped logs at the configured level."""
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    """JSON lines (or text, with LOG_FORMAT=text) on stderr at LOG_LEVEL, every secret redacted."""
+    logs.configure_logging(settings)
 
 
 def engine_for(settings: Settings) -> Engine:
@@ -64,11 +66,12 @@ def require_slack_credentials(settings: Settings) -> None:
 def build_bot(settings: Settings, engine: Engine) -> App:
     """The Bolt app with its context, enqueuing deliveries and decisions on the configured broker."""
     make_celery(settings)
-    client = make_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    client = make_slack_client(settings)
     policy, directory = policy_for(settings), Directory(client)
     ctx = BotContext(settings=settings, engine=engine, policy=policy, directory=directory,
                      enqueue_delivery=enqueue_delivery, members_of=members_from(directory, policy),
-                     enqueue_decision=enqueue_decision, enqueue_provisioning=enqueue_provisioning)
+                     enqueue_decision=enqueue_decision, enqueue_provisioning=enqueue_provisioning,
+                     clock=clock_for(settings))
     return create_app(ctx, client=client)
 
 

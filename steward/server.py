@@ -1,37 +1,160 @@
-"""Serving the Bolt app: HTTP through waitress, or Socket Mode with a health endpoint beside it."""
+"""Serving the bot: HTTP on gunicorn (worker processes, graceful shutdown), or Socket Mode beside a health port.
+
+In HTTP mode the master process only binds the port and supervises; each gunicorn worker builds its own
+Bolt app, database pool and Celery connection after the fork (`BotServer.load`), so no connection is
+ever shared across processes. The workers' Prometheus samples meet in a multiprocess folder, which
+/metrics merges, so a scrape sees the whole server whichever worker answers it.
+
+Nothing from bot/ or workers/ is imported at module level: prometheus_client picks its multiprocess mode
+when first imported, so `steward serve` calls `use_multiprocess_metrics` before anything imports it.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
-import threading
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from slack_bolt import App
-from slack_bolt.adapter.socket_mode import SocketModeHandler
-from waitress import serve as waitress_serve
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
-from bot.app import HEALTH_PATH, wsgi_app
 from workflows.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+    from slack_bolt import App
+    from sqlalchemy import Engine
+
+    from workers.health import WSGIApp
 
 log = logging.getLogger("steward.server")
 
-
-def serve_http(app: App, *, host: str, port: int) -> None:
-    """Serve /slack/events and /healthz over HTTP until interrupted."""
-    log.info("Steward listening on http://%s:%s/slack/events", host, port)
-    waitress_serve(wsgi_app(app), host=host, port=port, threads=8, ident="steward")
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the variable prometheus_client reads
 
 
-def serve_socket_mode(app: App, settings: Settings, *, host: str, port: int) -> None:
-    """Connect to Slack over Socket Mode; keep /healthz on `port` for container health checks."""
-    threading.Thread(target=_serve_health, args=(host, port), daemon=True, name="health").start()
+def use_multiprocess_metrics() -> None:
+    """Have prometheus_client write to a multiprocess folder: a private temporary one, removed when this
+    process exits, unless the operator set PROMETHEUS_MULTIPROC_DIR. Call it before prometheus_client is imported."""
+    if os.environ.get(MULTIPROC_ENV) or "prometheus_client.values" in sys.modules:
+        # The operator's folder is theirs to manage. An earlier import happens only when `serve` runs
+        # inside another program (a test): its metrics are per process already, and a folder would
+        # only hide them. tests/test_health.py checks that `steward` itself imports no prometheus_client.
+        return
+    folder = tempfile.mkdtemp(prefix="steward-metrics-")
+    # Set for the rest of the process: prometheus_client reads it whenever a metric gets a new label.
+    os.environ[MULTIPROC_ENV] = folder
+    atexit.register(_remove_folder, folder, os.getpid())
+
+
+def metrics_collectors(engine: Engine, settings: Settings) -> tuple[Collector, ...]:
+    """The collectors the bot's /metrics reads at each scrape, beside the process metrics."""
+    # The one place for scrape-time readings of the database (outbox backlog, pending requests...):
+    # only the bot serves them, so every process's /metrics does not repeat the same figures.
+    from workers.clock import clock_for  # see the module docstring
+    from workers.metrics import database_collector
+
+    return (database_collector(engine, clock_for(settings)),)
+
+
+def bot_wsgi_app(app: App, settings: Settings, engine: Engine) -> WSGIApp:
+    """The bot's WSGI app: /slack/events, and /healthz, /readyz and /metrics checking this engine and broker."""
+    from bot.app import wsgi_app  # see the module docstring
+    from workers.health import process_health_app
+
+    health = process_health_app(engine=engine, settings=settings, collectors=metrics_collectors(engine, settings))
+    return wsgi_app(app, health=health)
+
+
+class BotServer(BaseApplication):
+    """Gunicorn embedded: the options come from `steward serve`, the app is built in each worker."""
+
+    def __init__(self, build: Callable[[], WSGIApp], options: dict[str, Any]) -> None:
+        self._build, self._options = build, options
+        super().__init__(prog="steward serve")
+
+    def load_config(self) -> None:
+        """Apply `steward serve`'s options (gunicorn's own command line and config files are not read)."""
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> WSGIApp:
+        """Build the WSGI app; gunicorn calls this in each worker after the fork (preload is off)."""
+        return self._build()
+
+
+class SharedLogs(GunicornLogger):
+    """Gunicorn's own messages through Steward's logging, in its format and with its redaction."""
+
+    def setup(self, cfg: Any) -> None:
+        """Let gunicorn set levels, then hand its records to the root logger instead of its own handlers."""
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+def serve_http(settings: Settings, *, host: str, port: int, workers: int, threads: int,
+               graceful_timeout: int) -> None:
+    """Serve the bot over HTTP on gunicorn until SIGTERM or SIGINT, letting in-flight requests finish.
+
+    Call `use_multiprocess_metrics()` first, so /metrics merges every worker's samples.
+    """
+    def build() -> WSGIApp:
+        from steward import runtime  # see the module docstring
+
+        engine = runtime.engine_for(settings)
+        return bot_wsgi_app(runtime.build_bot(settings, engine), settings, engine)
+
+    options = {
+        "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": graceful_timeout,
+        "proc_name": "steward",
+        "loglevel": settings.log_level.lower(),
+        "logger_class": SharedLogs,
+        # The control socket defaults to one path per user, which two servers on one host would share.
+        "control_socket_disable": True,
+        "child_exit": _forget_worker_metrics,
+    }
+    log.info("Steward listening on http://%s:%s/slack/events (%d workers × %d threads)", host, port, workers,
+             threads)
+    BotServer(build, options).run()
+
+
+def serve_socket_mode(app: App, settings: Settings, *, host: str, port: int,
+                      engine: Engine | None = None) -> None:
+    """Connect to Slack over Socket Mode; serve /healthz, /readyz and /metrics on `port` beside it."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from steward import runtime
+    from workers.health import process_health_app, serve_in_background
+
+    engine = engine or runtime.engine_for(settings)
+    serve_in_background(process_health_app(engine=engine, settings=settings,
+                                           collectors=metrics_collectors(engine, settings)),
+                        host=host, port=port, name="bot")
     log.info("Steward connecting to Slack in Socket Mode")
     SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
 
 
-def _serve_health(host: str, port: int) -> None:
-    def health(environ, start_response):
-        ok = environ.get("PATH_INFO") == HEALTH_PATH
-        start_response("200 OK" if ok else "404 Not Found", [("Content-Type", "text/plain")])
-        return [b"ok" if ok else b"not found"]
+def _remove_folder(folder: str, owner: int) -> None:
+    # Forked gunicorn workers run exit handlers too; only the process that made the folder removes it.
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
-    waitress_serve(health, host=host, port=port, threads=1, ident="steward-health")
+
+def _forget_worker_metrics(_arbiter: Any, worker: Any) -> None:
+    # A dead worker's live gauges must stop counting; its counters stay in the merged totals.
+    if not os.environ.get(MULTIPROC_ENV):
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

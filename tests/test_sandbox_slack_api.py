@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-import yaml
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -143,12 +141,6 @@ def test_answers_carry_the_tokens_granted_scopes(fake, client):
         "chat:write,commands")
     stranger = WebClient(token="xoxb-wrong", base_url=fake.url, retry_handlers=[])
     assert "X-OAuth-Scopes" not in api_error(stranger.auth_test).response.headers
-
-
-def test_bot_scopes_are_the_manifests():
-    manifest = yaml.safe_load((Path(__file__).resolve().parents[1] / "slack-manifest.yml").read_text())
-
-    assert list(BOT_SCOPES) == manifest["oauth_config"]["scopes"]["bot"]
 
 
 def test_socket_mode_is_refused_for_bot_tokens(client):

@@ -6,23 +6,33 @@ finds) builds one from `Settings()` the first time it is asked for. Tasks reach 
 the Slack client, the policy and the clock through the installed `WorkerContext`, so tests can
 swap in a test database, a client pointed at the fake Slack API, a policy and a fixed clock with
 `configure()`.
+
+`make_celery` also connects, once, the signal receivers that make the worker observable: task
+metrics (TASKS, TASK_SECONDS) and the task id in every log line of the task (workers/logs.py), and
+Celery leaving the logging that `configure_logging` set up alone, so worker logs are JSON too.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from contextvars import Token
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import celeryd_init, setup_logging, task_postrun, task_prerun, worker_process_init
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from workers import logs
+from workers.clock import clock_for, utc_now
+from workers.metrics import TASK_SECONDS, TASKS
+from workers.slack_client import make_slack_client
 from workflows.db import make_engine
 from workflows.policy import Policy, load_policy
 from workflows.settings import Settings
@@ -31,14 +41,8 @@ FILESYSTEM_BROKER = "filesystem://"
 # Longer than any task runs (a batch of Slack calls with short timeouts), so Redis never hands
 # a running task to a second worker; tasks never use ETAs, which this would also cap.
 REDIS_VISIBILITY_TIMEOUT_SECONDS = 3600
-SLACK_TIMEOUT_SECONDS = 15
 
 Renderer = Callable[[Session, dict[str, Any]], dict[str, Any]]
-
-
-def utc_now() -> datetime:
-    """The wall clock as an aware UTC datetime."""
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -78,6 +82,7 @@ def make_celery(settings: Settings, *, context: WorkerContext | None = None) -> 
     # see Celery's fallback app (and its AMQP broker) instead of this one.
     app.set_default()
     _install(settings, context, app)
+    _connect_signals()
     return app
 
 
@@ -112,14 +117,7 @@ def build_context(settings: Settings, *, engine: Engine | None = None) -> Worker
     """A context for production: the configured database (or `engine`), Slack Web API and policy."""
     return WorkerContext(engine=engine or make_engine(settings.resolved_database_url),
                          client=make_slack_client(settings), settings=settings,
-                         policy=load_policy(settings.steward_policy))
-
-
-def make_slack_client(settings: Settings) -> WebClient:
-    """A WebClient that never retries or sleeps by itself: the outbox and the sweep do the retrying."""
-    token = settings.slack_bot_token.get_secret_value() or None
-    return WebClient(token=token, base_url=settings.slack_api_url, timeout=SLACK_TIMEOUT_SECONDS,
-                     retry_handlers=[])
+                         policy=load_policy(settings.steward_policy), now=clock_for(settings))
 
 
 def __getattr__(name: str) -> Any:
@@ -142,6 +140,56 @@ def _forget_inherited_connections(**_: Any) -> None:
     with _lock:
         if _context is not None:
             _context.engine.dispose(close=False)
+
+
+# ---- signals: task metrics, task ids in the logs, and logging left to configure_logging -----------
+
+# Task id -> when it started and the TASK_ID token to reset; prerun and postrun run in the task's thread.
+_running: dict[str, tuple[float, Token]] = {}
+
+
+def _connect_signals() -> None:
+    # dispatch_uid makes connecting idempotent: every make_celery call, one receiver each.
+    task_prerun.connect(_task_started, dispatch_uid="steward.task_started", weak=False)
+    task_postrun.connect(_task_finished, dispatch_uid="steward.task_finished", weak=False)
+    setup_logging.connect(_keep_logging, dispatch_uid="steward.keep_logging", weak=False)
+    celeryd_init.connect(_quiet_banner, dispatch_uid="steward.quiet_banner", weak=False)
+
+
+def _task_started(task_id: str | None = None, **_: Any) -> None:
+    if task_id:
+        _running[task_id] = (time.perf_counter(), logs.TASK_ID.set(task_id))
+
+
+def _task_finished(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    # postrun follows every run, whatever came of it: its state is the outcome (success, failure, retry...).
+    name = getattr(task, "name", None) or "unknown"
+    TASKS.labels(task=name, outcome=(state or "unknown").lower()).inc()
+    started = _running.pop(task_id, None) if task_id else None
+    if started is None:
+        return
+    TASK_SECONDS.labels(task=name).observe(time.perf_counter() - started[0])
+    try:
+        logs.TASK_ID.reset(started[1])
+    except ValueError:  # set in another context (never in Celery's pools); clear it all the same
+        logs.TASK_ID.set(None)
+
+
+def _keep_logging(**_: Any) -> None:
+    # Answering this signal stops Celery from replacing the root logger's handlers with its own text
+    # ones; `steward worker` configured logging before starting Celery, `celery -A` has not yet.
+    with _lock:
+        settings = _context_settings
+    if not logs.is_configured() and settings is not None:
+        logs.configure_logging(settings)
+
+
+def _quiet_banner(instance: Any = None, **_: Any) -> None:
+    # The start-up banner is printed, not logged: in JSON it would be the one line a collector can't parse.
+    with _lock:
+        settings = _context_settings
+    if instance is not None and settings is not None and settings.log_format.lower() == "json":
+        instance.quiet = True
 
 
 def _celery_config(settings: Settings) -> dict[str, Any]:
@@ -181,6 +229,9 @@ def filesystem_transport_options(folder: Path) -> dict[str, Any]:
         "processed_folder": str(processed),
         # Fanout bindings (worker remote control) would otherwise land in the current directory.
         "control_folder": str(control),
+        # How often an idle worker lists the folder: kombu's 1 s default would add up to a second to
+        # every click's answer; listing a small folder ten times a second costs next to nothing.
+        "polling_interval": 0.1,
     }
 
 

@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlmodel import Session
 
 from workflows.db import DatabaseUnavailable, transaction
 from workflows.locks import acquire_lease, release_lease
+from workflows.models import LeaderLock
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,14 @@ def release(*, engine: Engine, holder: str) -> bool:
     """Give up the scheduler lease if `holder` holds it, so another copy can lead at once."""
     with transaction(engine) as session:
         return release_lease(session=session, name=LEASE_NAME, holder=holder)
+
+
+def holds_lease(*, engine: Engine, holder: str, now: datetime) -> bool:
+    """Whether `holder` holds the scheduler lease at `now` (read-only, for health reports)."""
+    with Session(engine) as session:
+        found = session.execute(select(LeaderLock.name).where(
+            LeaderLock.name == LEASE_NAME, LeaderLock.holder == holder, LeaderLock.expires_at > now)).first()
+    return found is not None
 
 
 def build_scheduler(*, engine: Engine, enqueue_sweep: Callable[[], object], holder: str,

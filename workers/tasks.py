@@ -37,6 +37,7 @@ from workers import webhooks
 from workers.celery_app import FILESYSTEM_BROKER, WorkerContext, get_context, prune_processed
 from workers.delivery import Outcome, deliver
 from workers.directory import Directory
+from workers.metrics import SWEEP_SECONDS
 from workflows import access, anchors, deadlines, orphans, provisioning, recertification, reviews
 from workflows.access import AlreadyDecided
 from workflows.db import transaction
@@ -129,9 +130,10 @@ def provision(job_id: int) -> list[int]:
 def sweep() -> dict[str, int]:
     """Enqueue everything that is due (outbox rows, deadline work, provisioning); returns counts per kind."""
     context = get_context()
-    prune_broker_files(context)
-    return sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay,
-                      enqueue_provision=enqueue_job)
+    with SWEEP_SECONDS.time():
+        prune_broker_files(context)
+        return sweep_once(context=context, enqueue_due=enqueue_due, enqueue_delivery=deliver_outbox.delay,
+                          enqueue_provision=enqueue_job)
 
 
 # ---- what the tasks do (plain functions, called directly by tests and the CLI) -------------------

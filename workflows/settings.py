@@ -24,7 +24,16 @@ class Settings(BaseSettings):
     database_url: str = ""
     broker_url: str = ""
     steward_policy: Path | None = None
+    # Set only by `steward demo`: a file holding the sandbox clock's offset (see workers/clock.py).
+    steward_sandbox_clock: Path | None = None
     log_level: str = "INFO"
+    # "json" (one object a line, for log collectors) or "text" (for humans at a terminal).
+    log_format: str = "json"
+    # A 429's Retry-After up to this many seconds is waited out in the process; a longer one surfaces
+    # as an error, and the outbox retries the message at Retry-After.
+    slack_retry_max_wait_seconds: float = Field(default=5.0, ge=0)
+    # In-process retries of one Slack call (connection errors, 429s, 5xx) before its error surfaces.
+    slack_max_retries: int = Field(default=2, ge=0, le=10)
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,7 +9,7 @@ enforces the Block Kit limits Slack enforces, and can fail on demand
 default) rate-limits chat.postMessage per channel and per workspace as Slack
 does, on a clock the test can pass in (`FakeSlack(clock=...)`) and advance.
 Every answer to a known token carries Slack's `X-OAuth-Scopes` header: by default the bot scopes
-of slack-manifest.yml (`BOT_SCOPES`), changed with `grant_scopes([...])`.
+Steward needs (`bot.scopes.BOT_SCOPES`), changed with `grant_scopes([...])`.
 Socket Mode (`apps.connections.open` with the app-level token `DEFAULT_APP_TOKEN`, then a local
 WebSocket server) is in `steward.sandbox.socket_mode`; `fake.start_socket_mode()` returns its server.
 
@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.scopes import BOT_SCOPES
 from steward.sandbox.socket_mode import SocketModeServer
 
 TEAM_ID = "T0001"
@@ -48,7 +49,6 @@ BOT_USER_NAME = "steward"
 DEFAULT_TOKEN = "xoxb-test"
 DEFAULT_APP_TOKEN = "xapp-1-A0001-test"
 # The bot token's scopes: the `oauth_config.scopes.bot` of slack-manifest.yml (a test keeps them equal).
-BOT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "usergroups:read", "files:write")
 APP_TOKEN_SCOPES = ("connections:write",)
 # The only methods an app-level token may call (and a bot token may not).
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -161,6 +161,8 @@ class Stack:
     tmp_path: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
     worker: subprocess.Popen | None = None
+    # Where each process answers /healthz, /readyz and /metrics, by the name of its log ("bot", "worker-1"...).
+    health_urls: dict[str, str] = field(default_factory=dict)
     _logs: list[Any] = field(default_factory=list)
 
     # -- Slack, as a person uses it -------------------------------------------------------------------
@@ -264,23 +266,38 @@ class Stack:
         return result.stdout
 
     def start_worker(self) -> subprocess.Popen:
-        """Start a `steward worker` (threads pool) with the stack's environment."""
-        # Open for as long as the process runs; closed in stop().
-        log = open(self.tmp_path / f"worker-{len(self.processes)}.log", "w")  # noqa: SIM115
-        self._logs.append(log)
-        process = subprocess.Popen([sys.executable, "-m", "steward", "worker", "--pool", "threads",
-                                    "--concurrency", "2"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.processes.append(process)
+        """Start a `steward worker` (threads pool) with the stack's environment, its health on a free port."""
+        process = self._start("worker", "--pool", "threads", "--concurrency", "2")
         self.worker = process
         return process
 
     def start_scheduler(self, *, interval: int = 1) -> subprocess.Popen:
         """Start a `steward scheduler --interval <interval>` with the stack's environment: it takes the
         leader lease and enqueues a sweep every `interval` seconds, which the worker runs."""
-        log = open(self.tmp_path / f"scheduler-{len(self.processes)}.log", "w")  # noqa: SIM115
+        return self._start("scheduler", "--interval", str(interval))
+
+    def start_bot(self, *args: str) -> str:
+        """Start another `steward serve` (with extra `args`, such as `--workers 2`) on a free port, sharing
+        the stack's database, broker and fake Slack; wait until it answers and return its base URL."""
+        port = _free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        self.health_urls[f"bot-{len(self.processes)}"] = base_url  # the name _start gives its log
+        self._start("serve", "--host", "127.0.0.1", "--port", str(port), *args, name="bot", health_port=None)
+        wait_for(lambda: _healthy(base_url), timeout=STARTUP_SECONDS, what=f"the bot at {base_url}")
+        return base_url
+
+    def _start(self, command: str, *args: str, name: str = "", health_port: int | None = 0) -> subprocess.Popen:
+        # Each worker and scheduler serves its health on a port of its own (0: pick a free one), so
+        # copies side by side never fight over the default port. The log is closed in stop().
+        name = f"{name or command}-{len(self.processes)}"
+        if health_port is not None:
+            health_port = health_port or _free_port()
+            args = (*args, "--health-host", "127.0.0.1", "--health-port", str(health_port))
+            self.health_urls[name] = f"http://127.0.0.1:{health_port}"
+        log = open(self.tmp_path / f"{name}.log", "w")  # noqa: SIM115
         self._logs.append(log)
-        process = subprocess.Popen([sys.executable, "-m", "steward", "scheduler", "--interval", str(interval)],
-                                   env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "steward", command, *args], env=self.env, stdout=log,
+                                   stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 
@@ -338,10 +355,11 @@ def buttons(message: dict[str, Any]) -> list[str]:
 def make_stack(request: pytest.FixtureRequest, fresh_postgres_url: str,
                tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """Start the stack (migrate, then the bot and a worker as real processes), with extra environment
-    such as STEWARD_POLICY or a BROKER_URL of the test's own; everything it started is stopped afterwards."""
+    such as STEWARD_POLICY or a BROKER_URL of the test's own and extra `steward serve` arguments;
+    everything it started is stopped afterwards."""
     started: list[Stack] = []
 
-    def start(env: dict[str, str] | None = None) -> Stack:
+    def start(env: dict[str, str] | None = None, serve_args: Sequence[str] = ()) -> Stack:
         env = dict(env or {})
         # The shared Redis is needed (and emptied) only when the test brings no broker of its own.
         broker = env.get("BROKER_URL") or request.getfixturevalue("e2e_broker")
@@ -361,8 +379,9 @@ def make_stack(request: pytest.FixtureRequest, fresh_postgres_url: str,
         bot_log = open(tmp_path / "bot.log", "w")  # noqa: SIM115 - closed in Stack.stop()
         stack._logs.append(bot_log)
         stack.processes.append(subprocess.Popen(
-            [*steward, "serve", "--host", "127.0.0.1", "--port", str(port)], env=full_env, stdout=bot_log,
-            stderr=subprocess.STDOUT))
+            [*steward, "serve", "--host", "127.0.0.1", "--port", str(port), *serve_args], env=full_env,
+            stdout=bot_log, stderr=subprocess.STDOUT))
+        stack.health_urls["bot"] = stack.base_url
         stack.start_worker()
         wait_for(lambda: _healthy(stack.base_url), timeout=STARTUP_SECONDS, what="the bot's /healthz")
         return stack

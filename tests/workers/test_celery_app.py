@@ -101,7 +101,9 @@ def test_the_context_defaults_to_the_settings(tmp_path):
         assert context.engine.url.database == str(tmp_path / "home" / "steward.db")
         assert context.client.base_url == "http://127.0.0.1:9/api/"
         assert context.client.token == "xoxb-configured"
-        assert context.client.retry_handlers == []
+        # The one configured client (workers/slack_client.py), waiting out Retry-After up to the settings' cap.
+        assert any(getattr(handler, "max_wait_seconds", None) == settings.slack_retry_max_wait_seconds
+                   for handler in context.client.retry_handlers)
         assert context.now().tzinfo is not None
         assert context.policy is not None  # loaded from STEWARD_POLICY (here: the default)
     finally:

@@ -86,8 +86,8 @@ def start(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subproce
 
     def run() -> subprocess.Popen:
         log = open(tmp_path / f"scheduler-{len(started)}.log", "w")  # noqa: SIM115 - the process owns it
-        process = subprocess.Popen([sys.executable, "-m", "steward", "scheduler", "--interval", str(INTERVAL)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "steward", "scheduler", "--interval", str(INTERVAL),
+                                    "--health-port", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         started.append(process)
         return process

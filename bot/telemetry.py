@@ -1,0 +1,157 @@
+"""Telemetry of Slack requests: a request id in every log line, and latency by listener.
+
+`InstrumentedApp` is Bolt's App with three additions:
+
+- `dispatch` gives each request an id (REQUEST_ID, workers/logs.py), so every line logged while it is
+  handled carries it, and times it. Bolt's own global middleware cannot do this: in its dispatcher
+  `next()` only raises a flag, and listeners run after the last middleware has returned.
+- A global middleware, after Bolt's signature check, names the listener (`command:<subcommand>`,
+  `action:<action_id>`, `view:<callback_id>`, `options:<action_id>`, `event:<type>`,
+  `shortcut:<callback_id>`). Labels come only from signed requests, whose ids are ours, so a forger
+  cannot mint label values; a request that fails the check counts as `unverified`.
+- Its listener executor (`ContextExecutor`) carries the request's context into the listener's thread.
+  In production (process_before_response off) Bolt answers Slack on `ack()` and lets the listener
+  finish there: the request counts as done (REQUEST_SECONDS) when the last of its pieces has.
+
+ACK_SECONDS is observed the first time the request's `ack()` is called.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import Ack, App, BoltRequest, BoltResponse
+
+from bot.ids import Command
+from workers.logs import REQUEST_ID
+from workers.metrics import ACK_SECONDS, REQUEST_SECONDS
+
+LISTENER_THREADS = 5  # Bolt's own default
+MAX_LABEL = 64  # action and callback ids are ours and short; this only bounds a surprise
+SUBCOMMANDS = frozenset(c.value for c in Command)
+UNVERIFIED = "unverified"
+
+
+class InstrumentedApp(App):
+    """Bolt's App, each request given an id for the logs and timed by listener (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(listener_executor=ContextExecutor(), **kwargs)
+        self.use(_name_listener)  # after Bolt's built-in middleware, the signature check among them
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        """Handle one request, as Bolt does, inside its telemetry scope."""
+        scope = _Scope()
+        req.context["ack"] = _TimedAck(scope)
+        request_token, scope_token = REQUEST_ID.set(uuid.uuid4().hex[:16]), _SCOPE.set(scope)
+        try:
+            return super().dispatch(req)
+        finally:
+            scope.release()
+            _SCOPE.reset(scope_token)
+            REQUEST_ID.reset(request_token)
+
+
+def listener_name(body: dict[str, Any]) -> str:
+    """Which listener a request is for, as a metric label (bounded: free text never becomes a label)."""
+    kind = body.get("type")
+    if "command" in body:
+        word = (body.get("text") or "").strip().partition(" ")[0].lower()
+        # An empty command shows help, as does an unknown one (which users type freely).
+        return f"command:{word if word in SUBCOMMANDS else ('help' if not word else 'unknown')}"
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return _label("action", actions[0].get("action_id"))
+    if kind in ("view_submission", "view_closed"):
+        return _label("view", (body.get("view") or {}).get("callback_id"))
+    if kind == "block_suggestion":
+        return _label("options", body.get("action_id"))
+    if kind == "event_callback":
+        return _label("event", (body.get("event") or {}).get("type"))
+    if kind in ("shortcut", "message_action"):
+        return _label("shortcut", body.get("callback_id"))
+    return _label("other", kind)
+
+
+class ContextExecutor(ThreadPoolExecutor):
+    """Bolt's listener executor, running each function in the submitting request's context."""
+
+    def __init__(self, max_workers: int = LISTENER_THREADS) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix="listener")
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Run `fn` in a copy of the caller's context; the request stays open until it returns."""
+        scope, context = _SCOPE.get(), contextvars.copy_context()
+        if scope is not None:
+            scope.hold()
+
+        def run() -> Any:
+            try:
+                return context.run(fn, *args, **kwargs)
+            finally:
+                if scope is not None:
+                    scope.release()
+
+        return super().submit(run)
+
+
+class _Scope:
+    """One request in flight: its listener, when it started, and how many pieces of it are still running."""
+
+    def __init__(self) -> None:
+        self.listener, self.started = UNVERIFIED, time.perf_counter()
+        self._running, self._lock = 1, threading.Lock()  # dispatch itself is the first piece
+
+    def elapsed(self) -> float:
+        """Seconds since the request reached the app."""
+        return time.perf_counter() - self.started
+
+    def hold(self) -> None:
+        """Another piece (a listener on the executor) started."""
+        with self._lock:
+            self._running += 1
+
+    def release(self) -> None:
+        """A piece finished; the last one records how long the whole request took."""
+        with self._lock:
+            self._running -= 1
+            done = self._running == 0
+        if done:
+            REQUEST_SECONDS.labels(listener=self.listener).observe(self.elapsed())
+
+
+_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("steward_request_scope", default=None)
+
+
+def _name_listener(req: BoltRequest, resp: BoltResponse, next: Callable[[], None]) -> BoltResponse:
+    # Bolt injects arguments by name; handing back `resp` keeps the response Bolt started with.
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.listener = listener_name(req.body or {})
+    next()
+    return resp
+
+
+class _TimedAck(Ack):
+    """Bolt's ack(), observing ACK_SECONDS the first time it is called."""
+
+    def __init__(self, scope: _Scope) -> None:
+        super().__init__()
+        self._scope, self._timed = scope, False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        """Acknowledge, as Bolt's ack does."""
+        if not self._timed:
+            self._timed = True
+            ACK_SECONDS.labels(listener=self._scope.listener).observe(self._scope.elapsed())
+        return super().__call__(*args, **kwargs)
+
+
+def _label(kind: str, value: Any) -> str:
+    return f"{kind}:{str(value or 'unknown')[:MAX_LABEL]}"
