@@ -153,11 +153,12 @@ class SlackDriver:
             raise RuntimeError(f"registering {values.get('name')!r} was refused: {response.text}")
 
     def click(self, message: dict[str, Any], action_id: str, *, user: str, option: str | None = None,
-              ephemeral: bool = False) -> requests.Response:
+              channel: str | None = None, ephemeral: bool = False) -> requests.Response:
         """Click `action_id` on a message as Slack sends the click (for a menu, choose the option whose value
-        is `option`). `message` is one the sandbox recorded, or the arguments of a response_url post."""
+        is `option`). `message` is one the sandbox recorded, or the arguments of a response_url post (an
+        ephemeral message, which has no ts or channel of its own: pass `channel`)."""
         block, element = find_element(message, action_id)
-        channel = message.get("channel") or self.channel
+        channel = channel or message.get("channel") or self.channel
         ts = message.get("ts") or "1700000000.000900"
         action: dict[str, Any] = {"type": element["type"], "action_id": action_id,
                                   "block_id": block.get("block_id", "b-auto"), "action_ts": f"{time.time():.6f}"}

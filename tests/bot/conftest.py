@@ -17,10 +17,10 @@ from sqlmodel import select
 from bot.app import create_app
 from bot.context import BotContext, members_from
 from bot.views.messages import render_outbox
-from workers.directory import Directory
-from steward.sandbox import signing
-from tests.factories import ADMIN, OTHER, OWNER
+from steward.sandbox import driver, signing
 from steward.sandbox.slack_api import FakeSlack
+from tests.factories import ADMIN, OTHER, OWNER
+from workers.directory import Directory
 from workflows import access
 from workflows.db import transaction
 from workflows.errors import DomainError
@@ -49,8 +49,9 @@ def fake() -> Iterator[FakeSlack]:
 @pytest.fixture
 def bot_policy() -> Policy:
     """The default policy with an admin and a governance lead named."""
-    from workflows.policy import default_policy_text
     import yaml
+
+    from workflows.policy import default_policy_text
 
     data = yaml.safe_load(default_policy_text())
     data["groups"]["admins"] = [ADMIN]
@@ -189,35 +190,8 @@ def rendered(engine, row: OutboxMessage) -> dict[str, Any]:
 
 
 def submission(view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> dict[str, Any]:
-    """A view_submission payload for `view` with input `values` keyed by block id.
-
-    A value may be a str (text input / select), a list (checkboxes / multi-select), or a dict
-    already shaped like Slack's element state.
-    """
-    state: dict[str, dict[str, Any]] = {}
-    for block in view["blocks"]:
-        if block.get("type") != "input":
-            continue
-        element = block["element"]
-        state[block["block_id"]] = {element["action_id"]: _element_state(element, values.get(block["block_id"]))}
-    submitted = {**view, "id": "V0SUBMIT1", "hash": "h1", "state": {"values": state}}
-    return {"type": "view_submission", "user": {"id": user}, "team": {"id": "T0001"}, "view": submitted,
-            "api_app_id": "A0001", "trigger_id": "1.2.3"}
-
-
-def _element_state(element: dict[str, Any], value: Any) -> dict[str, Any]:
-    kind = element["type"]
-    if isinstance(value, dict):
-        return {"type": kind, **value}
-    if kind == "plain_text_input":
-        return {"type": kind, "value": value if value is not None else element.get("initial_value")}
-    if kind == "users_select":
-        return {"type": kind, "selected_user": value if value is not None else element.get("initial_user")}
-    if kind in ("static_select", "radio_buttons"):
-        chosen = value if value is not None else (element.get("initial_option") or {}).get("value")
-        return {"type": kind, "selected_option": {"value": chosen} if chosen else None}
-    chosen_values = value if value is not None else [o["value"] for o in element.get("initial_options", [])]
-    return {"type": kind, "selected_options": [{"value": v} for v in chosen_values]}
+    """A view_submission payload for `view` with input `values` keyed by block id (see steward.sandbox.driver)."""
+    return driver.submission(view, values, user=user)
 
 
 def block_action(action_id: str, value: str, *, user: str = OWNER, view: dict[str, Any] | None = None,

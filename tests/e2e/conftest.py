@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -34,11 +33,10 @@ from redis.retry import Retry
 from sqlalchemy import Engine, text
 
 from bot.ids import Action
-from steward.sandbox import signing
-from tests.bot.conftest import submission
+from steward.sandbox.driver import SlackDriver, buttons, wait_for
+from steward.sandbox.slack_api import FakeSlack, _Reply
 from tests.conftest import service_missing
 from tests.factories import ADMIN, OTHER, OWNER
-from steward.sandbox.slack_api import FakeSlack, _Reply
 from workflows.db import make_engine
 from workflows.policy import default_policy_text
 
@@ -59,17 +57,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> object:
-    """Poll until `condition()` is truthy: the stack is asynchronous, so the test waits for an outcome."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
@@ -165,81 +152,50 @@ class Stack:
     health_urls: dict[str, str] = field(default_factory=dict)
     _logs: list[Any] = field(default_factory=list)
 
-    # -- Slack, as a person uses it -------------------------------------------------------------------
+    # -- Slack, as a person uses it (steward.sandbox.driver does the work; OWNER acts by default) -------
+
+    @property
+    def slack(self) -> SlackDriver:
+        """People in Slack, aimed at this stack's bot and sandbox."""
+        return SlackDriver(base_url=self.base_url, sandbox=self.fake, secret=SECRET, channel=CHANNEL)
 
     def post(self, body: str, headers: dict[str, str]) -> requests.Response:
         """POST a signed request to /slack/events over real HTTP."""
-        return requests.post(f"{self.base_url}/slack/events", data=body.encode(), headers=headers, timeout=10)
+        return self.slack.post(body, headers)
 
     def command(self, text: str, *, user: str = OWNER, channel: str = CHANNEL) -> requests.Response:
         """Type `/steward <text>`."""
-        body, headers = signing.slash_command(text=text, secret=SECRET, user_id=user, channel_id=channel,
-                                              response_url=self.fake.response_url(f"cmd-{text.split()[0]}"))
-        return self.post(body, headers)
+        return self.slack.command(text, user=user, channel=channel)
 
     def interact(self, payload: dict) -> requests.Response:
         """Send an interaction payload."""
-        body, headers = signing.interaction(payload, secret=SECRET)
-        return self.post(body, headers)
+        return self.slack.interact(payload)
 
     def open_modal(self, text: str, *, user: str = OWNER) -> dict[str, Any]:
         """Type a command that opens a modal, and return the modal once Slack has been asked to open it."""
-        before = len(self.fake.views_opened())
-        response = self.command(text, user=user)
-        assert response.status_code == 200, response.text
-        return wait_for(lambda: self.fake.views_opened()[before:], what=f"the modal of `/steward {text}`")[0]
+        return self.slack.open_modal(text, user=user)
 
     def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> requests.Response:
         """Submit a modal with these input values (keyed by block id); returns Slack's view of the ack."""
-        response = self.interact(submission(view, values, user=user))
-        assert response.status_code == 200, response.text
-        return response
+        return self.slack.submit(view, values, user=user)
 
     def pick(self, view: dict[str, Any], *, edge: str, query: str, user: str = OWNER) -> list[dict[str, Any]]:
         """Type `query` into the form's lineage picker for `edge`; the options Steward offers."""
-        block = next(b for b in view["blocks"] if b.get("block_id") == f"edge:{edge}")
-        payload = {"type": "block_suggestion", "user": {"id": user}, "team": {"id": "T0001"},
-                   "api_app_id": "A0001", "action_id": block["element"]["action_id"],
-                   "block_id": block["block_id"], "value": query, "view": {**view, "id": "V0PICK001"}}
-        return self.interact(payload).json()["options"]
+        return self.slack.pick(view, block_id=f"edge:{edge}", query=query, user=user)
 
     def register(self, kind: str, values: dict[str, Any], *, user: str = OWNER,
                  lineage: dict[str, str] | None = None) -> None:
         """Register an asset through `/steward register <kind>`, picking lineage by search text."""
-        form = self.open_modal(f"register {kind}", user=user)
-        values = dict(values)
-        for edge, query in (lineage or {}).items():
-            options = self.pick(form, edge=edge, query=query, user=user)
-            assert len(options) == 1, f"{query!r} should match exactly one asset: {options}"
-            values[f"edge:{edge}"] = [options[0]["value"]]
-        response = self.submit(form, values, user=user)
-        assert response.text == "", f"registering {values.get('name')!r} was refused: {response.text}"
+        self.slack.register(kind, values, user=user, lineage=lineage)
 
     def click(self, message: dict[str, Any], action_id: str, *, user: str, channel: str | None = None,
               ephemeral: bool = False) -> requests.Response:
-        """Click the button `action_id` on a message, as Slack sends the click: its block id and value as
-        drawn, the message and where it is, a response_url. `message` is a message the fake recorded, or
-        the arguments of a response_url post (an ephemeral message, which has no ts of its own)."""
-        block, button = _find_button(message.get("blocks", []), action_id)
-        channel = channel or message.get("channel") or CHANNEL
-        ts = message.get("ts") or "1700000000.000900"
-        shown = {k: v for k, v in message.items() if k != "channel"}
-        payload = {
-            "type": "block_actions", "user": {"id": user}, "team": {"id": "T0001"}, "api_app_id": "A0001",
-            "trigger_id": f"{time.time():.6f}.trigger", "channel": {"id": channel},
-            "container": {"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": ephemeral},
-            "message": shown, "response_url": self.fake.response_url(f"click-{action_id}-{user}"),
-            "actions": [{"type": "button", "action_id": action_id, "block_id": block.get("block_id", "b-auto"),
-                         "value": button.get("value", ""), "text": button.get("text"),
-                         "action_ts": f"{time.time():.6f}"}],
-        }
-        response = self.interact(payload)
-        assert response.status_code == 200, response.text
-        return response
+        """Click the button `action_id` on a message, as Slack sends the click (see SlackDriver.click)."""
+        return self.slack.click(message, action_id, user=user, channel=channel, ephemeral=ephemeral)
 
     def dms(self, user: str) -> list[dict[str, Any]]:
         """The messages in the bot's DM with `user`, as they look now."""
-        return self.fake.messages(channel=f"D{user}")
+        return self.slack.dms(user)
 
     # -- behind the scenes ----------------------------------------------------------------------------
 
@@ -328,27 +284,6 @@ class Stack:
             handle.close()
         self.fake.stop()
         self.engine.dispose()
-
-
-def _find_button(blocks: list[dict[str, Any]], action_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    for block in blocks:
-        elements = list(block.get("elements") or [])
-        if block.get("accessory"):
-            elements.append(block["accessory"])
-        for element in elements:
-            if isinstance(element, dict) and element.get("action_id") == action_id:
-                return block, element
-    raise AssertionError(f"no {action_id!r} button in these blocks: {blocks}")
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    """The action ids of every button on a message."""
-    found = []
-    for block in message.get("blocks", []):
-        for element in [*(block.get("elements") or []), block.get("accessory") or {}]:
-            if isinstance(element, dict) and element.get("type") == "button":
-                found.append(element["action_id"])
-    return found
 
 
 @pytest.fixture

@@ -196,7 +196,7 @@ def eventually(condition, *, timeout: float) -> bool:
     """Whether `condition()` becomes true within `timeout` seconds (for outcomes that may not happen)."""
     try:
         wait_for(condition, timeout=timeout)
-    except AssertionError:
+    except TimeoutError:
         return False
     return True
 

@@ -7,9 +7,10 @@ import pytest
 import requests
 
 from bot.ids import Action
+from steward.sandbox.driver import find_element
 from steward.sandbox.slack_api import DEFAULT_APP_TOKEN
 from tests.bot.conftest import block_action, submission
-from tests.e2e.conftest import CHANNEL, STARTUP_SECONDS, Stack, _find_button, wait_for
+from tests.e2e.conftest import CHANNEL, STARTUP_SECONDS, Stack, wait_for
 from tests.factories import OWNER
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,7 @@ def test_commands_modals_clicks_and_events_over_socket_mode(socket_stack):
     # A click on the card's Edit button opens the edit form, filled in.
     socket.slash_command("asset churn-events", user_id=OWNER, channel_id=CHANNEL)
     card = wait_for(lambda: replies(stack, "cmd-asset"), what="the asset card")[-1]
-    _, edit = _find_button(card["blocks"], Action.EDIT_ASSET)
+    _, edit = find_element(card, Action.EDIT_ASSET)
     click = block_action(Action.EDIT_ASSET, edit["value"], user=OWNER, response_url=fake.response_url("click"))
     assert socket.interactive(click) is None
     edit_form = wait_for(lambda: fake.views_opened()[1:], what="the edit modal")[-1]
