@@ -15,8 +15,10 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +144,16 @@ def serve_socket_mode(app: App, settings: Settings, *, host: str, port: int,
                                            collectors=metrics_collectors(engine, settings)),
                         host=host, port=port, name="bot")
     log.info("Steward connecting to Slack in Socket Mode")
-    SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    handler.connect()
+    # Run until SIGTERM (a supervisor stopping us) or SIGINT, then say goodbye to Slack: closing the
+    # socket lets Slack route new envelopes to another connection instead of retrying into a dead one.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    log.info("Steward disconnecting from Slack")
+    handler.close()
 
 
 def _remove_folder(folder: str, owner: int) -> None:

@@ -83,3 +83,9 @@ def test_commands_modals_clicks_and_events_over_socket_mode(socket_stack):
     assert len(fake.calls_to("apps.connections.open")) == 2
     # Nothing went wrong out of sight (a listener error in Socket Mode only reaches the log).
     assert "Traceback" not in stack.log("bot") and "ERROR" not in stack.log("bot")
+
+    # A supervisor stops it (SIGTERM): the bot closes its socket, so Slack stops sending to it, and exits 0.
+    bot = stack.processes[0]
+    bot.terminate()
+    assert bot.wait(timeout=30) == 0, stack.log("bot")[-2000:]
+    wait_for(lambda: not any(connection.open for connection in socket.connections), what="the socket to close")
