@@ -21,23 +21,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from steward.sandbox.driver import wait_for
 from workers.tasks import SWEEP
 from workflows.db import make_engine
 
 INTERVAL = 1
 LEASE_TTL = 3 * INTERVAL  # workers.scheduler.default_lease_ttl
 TICKS = 5  # ticks both copies run side by side before the leader is killed
-
-
-def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> object:
-    """Poll until `condition()` is truthy (the processes tick on their own clocks)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Sweeps:
