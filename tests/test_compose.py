@@ -174,3 +174,16 @@ def test_the_dockerfile_runs_and_probes_real_commands():
     assert len(exec_forms) == 2, exec_forms
     for argv in exec_forms:
         resolve(argv)
+
+
+# Read by `steward serve` from its own environment (gunicorn's convention, prometheus_client's folder),
+# or named by the policy (a webhook connector's secret); not Settings fields.
+PROCESS_VARIABLES = {"WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "STEWARD_IAM_WEBHOOK_SECRET"}
+
+
+def test_env_example_names_only_variables_steward_reads():
+    lines = (REPO_ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+    named = {line.lstrip("# ").split("=", 1)[0] for line in lines
+             if "=" in line and line.lstrip("# ").split("=", 1)[0].isupper()}
+    assert {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "DATABASE_URL", "BROKER_URL"} <= named
+    assert named - settings_variables() - PROCESS_VARIABLES == set()
