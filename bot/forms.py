@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from workflows.details import DETAILS_BY_KIND
@@ -13,6 +14,8 @@ from bot.ids import DETAIL_PREFIX, AccessBlock, Block, RiskBlock, detail_block, 
 from bot.views.access import EMERGENCY
 from bot.views.classify import EXEMPTION, YES
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL, so a larger number names no record
+_CHANNEL_ID = re.compile(r"^[CDG][A-Z0-9]{2,30}$")
 _COMMON_TEXT = (Block.NAME, Block.SLUG, Block.DESCRIPTION, Block.TEAM, Block.LOCATION, Block.VERSION,
                 Block.LICENSE)
 
@@ -22,13 +25,39 @@ def metadata(**values: Any) -> str:
     return json.dumps({k: v for k, v in values.items() if v not in (None, "")}, separators=(",", ":"))
 
 
-def read_metadata(view: dict[str, Any]) -> dict[str, Any]:
-    """Decode a view's private_metadata; a malformed value decodes to nothing."""
+def read_metadata(view: dict[str, Any]) -> dict[str, str | int]:
+    """Decode a view's private_metadata, keeping only text and whole numbers (what `metadata` writes); a
+    malformed value decodes to nothing. It comes back from Slack as sent, but a forger can write it."""
     try:
         data = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, (str, int)) and not isinstance(v, bool)}
+
+
+def record_number(value: Any) -> int | None:
+    """A record id as a button value or private_metadata carries it: ASCII digits naming a possible id,
+    else None (a stale or forged value names no record)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None
+
+
+def metadata_id(meta: dict[str, Any], key: str) -> int | None:
+    """The record id stored under `key` in decoded private_metadata, or None."""
+    return record_number(meta.get(key))
+
+
+def metadata_channel(meta: dict[str, Any]) -> str:
+    """The conversation a modal was opened from, if its metadata names a plausible Slack channel id."""
+    channel = meta.get("channel")
+    return channel if isinstance(channel, str) and _CHANNEL_ID.match(channel) else ""
 
 
 def element_value(element: dict[str, Any] | None) -> Any:
@@ -42,9 +71,9 @@ def element_value(element: dict[str, Any] | None) -> Any:
         return element.get("selected_user")
     if kind in ("static_select", "radio_buttons", "external_select"):
         selected = element.get("selected_option")
-        return selected["value"] if selected else None
+        return selected.get("value") if selected else None
     if kind in ("checkboxes", "multi_static_select", "multi_external_select"):
-        return [o["value"] for o in element.get("selected_options") or []]
+        return [o["value"] for o in element.get("selected_options") or [] if "value" in o]
     return element.get("value")
 
 
@@ -73,7 +102,7 @@ def asset_input_from_view(view: dict[str, Any], kind: AssetKind) -> dict[str, An
     raw["lineage"] = {}
     for edge_type in FORM_EDGES[kind]:
         ids = values.get(edge_block(edge_type)) or []
-        raw["lineage"][edge_type.value] = [int(v) for v in ids if str(v).isdigit()]
+        raw["lineage"][edge_type.value] = [n for n in map(record_number, ids) if n is not None]
     return raw
 
 

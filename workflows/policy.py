@@ -19,6 +19,7 @@ from workflows.errors import InvalidInput
 OWNER = "owner"
 DATA_OWNERS = "data_owners"
 _BUILTIN_STEPS = {OWNER, DATA_OWNERS}
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # shown in Slack messages, so no markup
 _MEMBER = re.compile(r"^(?:[UW][A-Z0-9]{2,}|S[A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]*)$")
 # A tier's `connector: none` turns provisioning off for that tier, whatever `provisioning_connector` says.
 NO_CONNECTOR = "none"
@@ -26,6 +27,11 @@ _CONNECTOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Plain http is allowed only to this machine (tests, a sidecar); anything else must be https.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_POLICY_BYTES = 1_000_000  # a policy is a few kilobytes; anything near this is not one
+# Aliases (*name) are shared, not copied, when YAML is read, but everything that walks the policy sees
+# each use: a few nested ones stand for billions of values (the "billion laughs").
+MAX_POLICY_NODES = 100_000
+MAX_HOURS, MAX_DAYS = 24 * 365, 3650  # bounds on timings, so that every date Steward computes exists
 
 
 class _Strict(BaseModel):
@@ -58,14 +64,15 @@ RECERTIFY_DEFAULT_DAYS = {RiskTier.PROHIBITED: 30, RiskTier.HIGH: 90, RiskTier.L
 class ApprovalTimings(_Strict):
     """When undecided requests are chased, escalated and given up on."""
 
-    remind_after_hours: list[int] = Field(default_factory=lambda: [4, 24])
-    escalate_after_hours: int = Field(default=48, gt=0)
-    expire_after_days: int = Field(default=7, gt=0)
+    remind_after_hours: list[int] = Field(default_factory=lambda: [4, 24], max_length=10)
+    escalate_after_hours: int = Field(default=48, gt=0, le=MAX_HOURS)
+    expire_after_days: int = Field(default=7, gt=0, le=365)
 
     @model_validator(mode="after")
     def _in_order(self) -> ApprovalTimings:
-        if sorted(self.remind_after_hours) != self.remind_after_hours or any(h <= 0 for h in self.remind_after_hours):
-            raise ValueError("approvals.remind_after_hours: list positive hours in increasing order")
+        if sorted(self.remind_after_hours) != self.remind_after_hours or \
+                any(not 0 < h <= MAX_HOURS for h in self.remind_after_hours):
+            raise ValueError(f"approvals.remind_after_hours: list hours from 1 to {MAX_HOURS} in increasing order")
         if self.escalate_after_hours >= self.expire_after_days * 24:
             raise ValueError("approvals.escalate_after_hours: must come before the request expires")
         return self
@@ -74,8 +81,15 @@ class ApprovalTimings(_Strict):
 class GrantSettings(_Strict):
     """How long grants last and when their holders are warned."""
 
-    duration_choices_days: list[int] = Field(default_factory=lambda: [1, 7, 30, 90, 180, 365])
-    warn_before_hours: int = Field(default=24, gt=0)
+    duration_choices_days: list[int] = Field(default_factory=lambda: [1, 7, 30, 90, 180, 365], max_length=20)
+    warn_before_hours: int = Field(default=24, gt=0, le=MAX_HOURS)
+
+    @field_validator("duration_choices_days")
+    @classmethod
+    def _days_exist(cls, days: list[int]) -> list[int]:
+        if any(not 0 < d <= MAX_DAYS for d in days):
+            raise ValueError(f"each grant length is from 1 to {MAX_DAYS} days")
+        return days
 
 
 class EmergencySettings(_Strict):
@@ -127,6 +141,9 @@ class Policy(_Strict):
         for name, members in groups.items():
             if name in _BUILTIN_STEPS:
                 raise ValueError(f"'{name}' is reserved and cannot be a group name")
+            if not _GROUP_NAME.match(name):
+                raise ValueError(f"'{name[:64]}' is not a usable group name (letters, digits, '.', '_' and '-', "
+                                 "at most 64)")
             for member in members:
                 if not _MEMBER.match(member):
                     raise ValueError(
@@ -255,12 +272,22 @@ def default_policy_text() -> str:
 
 def parse_policy(text: str, *, source: str = "policy") -> Policy:
     """Parse and validate policy YAML; raise InvalidInput naming the first bad key."""
+    if len(text) > MAX_POLICY_BYTES:
+        raise InvalidInput(f"{source}: {len(text)} characters is too long for a policy "
+                           f"(at most {MAX_POLICY_BYTES})")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text)  # plain data only: a tag that would build an object is an error
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{source}: not valid YAML ({exc.__class__.__name__})") from exc
+        raise InvalidInput(f"{source}: not valid YAML: {_yaml_problem(exc)}") from exc
+    except RecursionError as exc:
+        raise InvalidInput(f"{source}: not valid YAML: nested too deeply") from exc
+    except ValueError as exc:  # a number with more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidInput(f"{source}: not valid YAML: a number is too large") from exc
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}: expected a mapping at the top level")
+    if _expands_past(data, MAX_POLICY_NODES):
+        raise InvalidInput(f"{source}: its aliases (*name) expand to more than {MAX_POLICY_NODES} values; "
+                           "a policy is far smaller")
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
@@ -276,6 +303,32 @@ def load_policy(path: Path | None) -> Policy:
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read the policy file ({exc.strerror})") from exc
     return parse_policy(text, source=str(path))
+
+
+def _expands_past(data: object, limit: int) -> bool:
+    """Whether walking `data`, aliases expanded, visits more than `limit` values (it stops there)."""
+    pending, seen = [data], 0
+    while pending:
+        node = pending.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong, in YAML's words, and where; a tag that would build an object is named as such."""
+    problem = str(getattr(exc, "problem", "") or exc.__class__.__name__)
+    tag = re.search(r"tag '([^']+)'", problem)
+    if isinstance(exc, yaml.constructor.ConstructorError) and tag:
+        problem = f"the tag {tag.group(1).replace('tag:yaml.org,2002:', '!!')} is not allowed (a policy is plain data)"
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
 
 
 def _describe(exc: ValidationError) -> str:

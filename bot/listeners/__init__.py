@@ -1,4 +1,5 @@
-"""Bolt listeners, one module per kind of Slack request, each with `register(app, ctx)`."""
+"""Bolt listeners, one module per kind of Slack request, each with `register(app, ctx)`; `guard` is the check
+in front of them all (what a request over HTTP must look like before any listener sees it)."""
 
 from __future__ import annotations
 

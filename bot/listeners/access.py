@@ -23,11 +23,13 @@ from workflows.errors import Conflict, DomainError, InvalidInput, NotAllowed, No
 from workflows.models import Asset, Grant
 
 from bot.context import BotContext
-from bot.forms import metadata, modal_errors, read_metadata, request_input_from_view, state_values
+from bot.forms import (
+    metadata, metadata_channel, metadata_id, modal_errors, read_metadata, request_input_from_view, state_values,
+)
 from bot.ids import AccessBlock, Action, Callback
 from bot.listeners.common import (
-    UNEXPECTED, actor_for, answer_errors, change, channel_of, ephemeral, in_modal, read, record_id, responder,
-    tell,
+    DEACTIVATED, STALE_FORM, UNEXPECTED, actor_for, answer_errors, change, channel_of, deactivated, ephemeral,
+    in_modal, read, record_id, responder, tell,
 )
 from bot.listeners.modals import open_request
 from bot.views.access import (
@@ -38,7 +40,6 @@ from bot.views.help import help_blocks
 
 log = logging.getLogger("steward.bot")
 BUSY = "Steward is busy, try again in a moment."
-STALE_FORM = "This form is out of date. Close it and start again."
 EMERGENCY_WHY = "Say why you need emergency access: security and the owner read it."
 
 
@@ -50,6 +51,7 @@ def register(app: App, ctx: BotContext) -> None:
         ack()
 
         def run() -> None:
+            actor_for(ctx, body["user"]["id"])  # a deactivated account is refused before the form opens
             asset = read(ctx, lambda s: inventory.get_asset(session=s, asset_id=record_id(action, "an asset")))
             open_request(ctx, client, trigger_id=body["trigger_id"], asset=asset, channel=channel_of(body),
                          push=in_modal(body))
@@ -66,7 +68,8 @@ def register(app: App, ctx: BotContext) -> None:
         answer = responder(body, respond, client)
 
         def run() -> None:
-            queued = ctx.enqueue_decision(request_id=record_id(action, "a request"), approver_id=body["user"]["id"],
+            approver = actor_for(ctx, body["user"]["id"])  # refuses a deactivated account before queueing
+            queued = ctx.enqueue_decision(request_id=record_id(action, "a request"), approver_id=approver.user_id,
                                           outcome=access.APPROVE, reason="", channel=channel_of(body))
             if not queued:
                 answer(response_type="ephemeral", replace_original=False, text=BUSY, blocks=[section(BUSY)])
@@ -125,17 +128,19 @@ def register(app: App, ctx: BotContext) -> None:
     @app.view(Callback.DENY)
     def submit_deny(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
         meta = read_metadata(view)
-        reason = _reason(view)
+        reason, request_id = _reason(view), metadata_id(meta, "request_id")
         problem = _reason_problem(reason, "Say why you deny it.")
-        if not str(meta.get("request_id", "")).isdigit():
+        if request_id is None:
             problem = STALE_FORM
+        if problem is None:
+            problem = _refused(ctx, body["user"]["id"])
         if problem:
             ack(response_action="errors", errors={AccessBlock.REASON: problem})
             return
         ack()
-        user_id, channel = body["user"]["id"], meta.get("channel", "")
+        user_id, channel = body["user"]["id"], metadata_channel(meta)
         try:
-            queued = ctx.enqueue_decision(request_id=int(meta["request_id"]), approver_id=user_id,
+            queued = ctx.enqueue_decision(request_id=request_id, approver_id=user_id,
                                           outcome=access.DENY, reason=reason, channel=channel)
         except Exception:
             log.exception("queueing a deny failed")
@@ -187,17 +192,16 @@ def register(app: App, ctx: BotContext) -> None:
     @app.view(Callback.REVOKE)
     def submit_revoke(ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = read_metadata(view)
-        reason = _reason(view)
+        reason, grant_id = _reason(view), metadata_id(meta, "grant_id")
         problem = _reason_problem(reason, "Say why you revoke it.")
-        if not str(meta.get("grant_id", "")).isdigit():
+        if grant_id is None:
             problem = STALE_FORM
         if problem:
             ack(response_action="errors", errors={AccessBlock.REASON: problem})
             return
         try:
             actor = actor_for(ctx, body["user"]["id"])
-            grant = change(ctx, lambda s: _revoke(ctx, s, grant_id=int(meta["grant_id"]), actor=actor,
-                                                  reason=reason))
+            grant = change(ctx, lambda s: _revoke(ctx, s, grant_id=grant_id, actor=actor, reason=reason))
         except InvalidInput as exc:
             ack(response_action="errors", errors=modal_errors(exc.field_errors, view, fallback=AccessBlock.REASON,
                                                                message=str(exc)))
@@ -218,6 +222,7 @@ def request_command(ctx: BotContext, command: dict[str, Any], arg: str, respond,
     if not arg:
         ephemeral(respond, help_blocks(intro="Which asset? Try `/steward request fraud-scorer`."), "Which asset?")
         return
+    actor_for(ctx, command["user_id"])  # a deactivated account is refused before the form opens
     words = arg.split()
     emergency_asked = any(word.lower() in ("--emergency", "emergency") for word in words[1:])
     asset = read(ctx, lambda s: inventory.find_asset(session=s, slug=words[0]))
@@ -244,11 +249,10 @@ def access_list(session: Session, user_id: str) -> list[dict[str, Any]]:
 def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
     """Validate and check before the ack (so problems become field errors), then file after it."""
     meta = read_metadata(view)
-    user_id = body["user"]["id"]
-    if not str(meta.get("asset_id", "")).isdigit():
+    user_id, asset_id = body["user"]["id"], metadata_id(meta, "asset_id")
+    if asset_id is None:
         ack(response_action="errors", errors={AccessBlock.LEVEL: STALE_FORM})
         return
-    asset_id = int(meta["asset_id"])
     raw = request_input_from_view(view)
     if raw["emergency"]:
         raw["duration_hours"] = ctx.policy.emergency.max_hours  # break-glass lasts the policy's hours, no more
@@ -262,6 +266,7 @@ def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, An
                                                            message="Check the form."))
         return
     try:
+        requester = actor_for(ctx, user_id)
         read(ctx, lambda s: access.check_requestable(session=s, asset=inventory.get_asset(session=s, asset_id=asset_id),
                                                      data=data, requester_id=user_id, policy=ctx.policy))
     except InvalidInput as exc:
@@ -282,9 +287,8 @@ def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, An
     ack()
     # After the ack: routing asks Slack who is in each group, and the request is one transaction.
     # The requester hears back through the outbox ("request_filed"); only a failure is told here.
-    channel = meta.get("channel", "")
+    channel = metadata_channel(meta)
     try:
-        requester = actor_for(ctx, user_id)
         if data.emergency:
             change(ctx, lambda s: emergency.break_glass(
                 session=s, asset_id=asset_id, level=data.level, justification=data.justification,
@@ -338,6 +342,11 @@ def _revocable(ctx: BotContext, session: Session, grant_id: int, actor) -> tuple
     if grant.status != GrantStatus.ACTIVE:
         raise Conflict(f"This access has already {'been revoked' if grant.status == GrantStatus.REVOKED else 'expired'}.")
     return grant, asset
+
+
+def _refused(ctx: BotContext, user_id: str) -> str | None:
+    """Why this person may not decide anything at all (a deactivated account), checked before queueing."""
+    return DEACTIVATED if deactivated(ctx, user_id) else None
 
 
 def _reason(view: dict[str, Any]) -> str:

@@ -9,9 +9,10 @@ from slack_bolt import App
 from workflows import inventory
 from workflows.classification import ensure_classifiable
 from workflows.enums import AssetKind
+from workflows.errors import NotFound
 
 from bot.context import BotContext
-from bot.forms import metadata, read_metadata
+from bot.forms import metadata, metadata_channel, read_metadata
 from bot.ids import Action
 from bot.listeners.commands import card_blocks
 from bot.listeners.common import (
@@ -26,21 +27,27 @@ def register(app: App, ctx: BotContext) -> None:
     """Attach the action listeners."""
 
     @app.action(Action.PICK_KIND)
-    def pick_kind(ack, body: dict[str, Any], action: dict[str, Any], client) -> None:
+    def pick_kind(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
-        kind = AssetKind(action["selected_option"]["value"])
-        view = body["view"]
-        meta = read_metadata(view)
-        meta["kind"] = kind.value
-        form = asset_form_view(kind=kind, metadata=metadata(**meta), owner_id=body["user"]["id"])
-        client.views_update(view_id=view["id"], hash=view.get("hash"), view=form)
+
+        def run() -> None:
+            kind = AssetKind._value2member_map_.get((action.get("selected_option") or {}).get("value"))
+            view = body.get("view") or {}
+            if kind is None or not view.get("id"):
+                raise NotFound("That choice no longer belongs to a registration form.")
+            # Only the channel carries over: the rest of a forged form's metadata is not passed on.
+            meta = metadata(kind=kind.value, channel=metadata_channel(read_metadata(view)))
+            form = asset_form_view(kind=kind, metadata=meta, owner_id=body["user"]["id"])
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=form)
+
+        answer_errors(responder(body, respond, client), run)
 
     @app.action(Action.SHOW_ASSET)
     def show(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
-        actor = actor_for(ctx, body["user"]["id"])
 
         def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
             blocks = read(ctx, lambda s: card_blocks(ctx, s, _asset(s, action), actor))
             _show_blocks(body, respond, client, blocks)
 
@@ -49,17 +56,17 @@ def register(app: App, ctx: BotContext) -> None:
     @app.action(Action.EDIT_ASSET)
     def edit(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
-        actor = actor_for(ctx, body["user"]["id"])
         answer_errors(responder(body, respond, client), lambda: open_edit(
-            ctx, client, trigger_id=body["trigger_id"], asset_id=record_id(action, "an asset"), actor=actor,
-            channel=channel_of(body), push=in_modal(body)))
+            ctx, client, trigger_id=body["trigger_id"], asset_id=record_id(action, "an asset"),
+            actor=actor_for(ctx, body["user"]["id"]), channel=channel_of(body), push=in_modal(body)))
 
     @app.action(Action.CLASSIFY_ASSET)
     def classify(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
-        actor = actor_for(ctx, body["user"]["id"])
 
         def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
+
             def load(session):
                 asset = _asset(session, action)
                 ensure_classifiable(asset=asset, actor=actor, policy=ctx.policy)
@@ -73,9 +80,10 @@ def register(app: App, ctx: BotContext) -> None:
     @app.action(Action.RETIRE_ASSET)
     def retire(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
-        actor = actor_for(ctx, body["user"]["id"])
 
         def run() -> None:
+            actor = actor_for(ctx, body["user"]["id"])
+
             def do(session):
                 asset = inventory.retire_asset(session=session, asset_id=record_id(action, "an asset"), actor=actor,
                                                now=ctx.clock(), policy=ctx.policy)

@@ -10,24 +10,43 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from workflows.db import transaction
-from workflows.errors import DomainError, NotFound
+from workflows.errors import DomainError, NotAllowed, NotFound
 from workflows.inventory import Actor
 from workflows.outbox import added_message_ids
 from workflows.provisioning import added_job_ids
 
 from bot.context import BotContext
-from bot.forms import read_metadata
+from bot.forms import metadata_channel, read_metadata, record_number
 from bot.views.assets import not_found
 from bot.views.common import escape, section
 
 log = logging.getLogger("steward.bot")
 T = TypeVar("T")
 UNEXPECTED = "Steward hit an unexpected problem and has logged it. Nothing was changed; please try again."
+STALE_FORM = "This form is out of date. Close it and start again."
+SLACK_REFUSED = "Slack did not accept that just now, so nothing was changed. Please try again."
+DEACTIVATED = "Your Slack account is deactivated, so Steward takes no action from it."
 
 
 def actor_for(ctx: BotContext, user_id: str) -> Actor:
-    """The acting user with the policy groups they belong to."""
+    """The acting user with the policy groups they belong to; a deactivated account is refused (NotAllowed),
+    even where the policy still names it."""
+    if deactivated(ctx, user_id):
+        raise NotAllowed(DEACTIVATED)
     return Actor(user_id=user_id, groups=ctx.directory.groups_of(user_id, ctx.policy))
+
+
+def deactivated(ctx: BotContext, user_id: str) -> bool:
+    """Whether Slack reports this account deactivated (users.info, cached by the directory)."""
+    try:
+        person = ctx.directory.user(user_id)
+    except (SlackApiError, OSError) as exc:
+        # Slack sends no requests for deactivated accounts, so this is a second line: when Slack cannot
+        # answer right now (an error, or no answer in time), act rather than refuse everyone.
+        why = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        log.warning("could not look up %s in Slack (%s); treating the account as active", user_id, why)
+        return False
+    return person is not None and person.deleted
 
 
 def read(ctx: BotContext, fn: Callable[[Session], T]) -> T:
@@ -62,6 +81,10 @@ def answer_errors(respond: Callable[..., Any], fn: Callable[[], None]) -> None:
     except DomainError as exc:
         blocks = error_blocks(exc)
         respond(response_type="ephemeral", replace_original=False, text=escape(str(exc)), blocks=blocks)
+    except SlackApiError as exc:
+        # Slack refusing a call (an expired trigger_id, a view it rejects) is Slack's answer, not a bug.
+        log.warning("Slack refused %s: %s", exc.response.api_url.rsplit("/", 1)[-1], exc.response.get("error"))
+        ephemeral(respond, [section(SLACK_REFUSED)], SLACK_REFUSED)
     except Exception:
         log.exception("listener failed")
         respond(response_type="ephemeral", replace_original=False, text=UNEXPECTED)
@@ -74,10 +97,10 @@ def ephemeral(respond: Callable[..., Any], blocks: list[dict[str, Any]], text: s
 
 def record_id(action: dict[str, Any], noun: str) -> int:
     """The record id a button carries; anything else is answered as a stale or forged button."""
-    value = str(action.get("value", ""))
-    if not value.isdigit():
+    number = record_number(action.get("value"))
+    if number is None:
         raise NotFound(f"That button no longer points at {noun}.")
-    return int(value)
+    return number
 
 
 def in_modal(body: dict[str, Any]) -> bool:
@@ -87,7 +110,7 @@ def in_modal(body: dict[str, Any]) -> bool:
 
 def channel_of(body: dict[str, Any]) -> str:
     """The conversation a click came from, or the one a modal was opened from; "" for App Home."""
-    return (body.get("channel") or {}).get("id", "") or read_metadata(body.get("view") or {}).get("channel", "")
+    return (body.get("channel") or {}).get("id", "") or metadata_channel(read_metadata(body.get("view") or {}))
 
 
 def responder(body: dict[str, Any], respond, client) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ from workflows.enums import AssetKind, EdgeType
 from workflows.lineage import FORM_EDGES
 
 from bot.context import BotContext
-from bot.forms import read_metadata
+from bot.forms import metadata_id, read_metadata
 from bot.ids import PICKER_PREFIX
 from bot.listeners.common import log, read
 from bot.views.forms import asset_option
@@ -42,7 +42,7 @@ def _options(ctx: BotContext, body: dict[str, Any]) -> list[dict[str, Any]]:
     kinds = FORM_EDGES[kind].get(edge_type)
     if not kinds:
         return []
-    exclude = meta.get("asset_id")
+    exclude = metadata_id(meta, "asset_id")
     assets = read(ctx, lambda s: inventory.pick_assets(session=s, text=body.get("value", ""), kinds=kinds,
                                                        exclude_id=exclude, limit=MAX_OPTIONS))
     return [asset_option(a) for a in assets]

@@ -14,9 +14,10 @@ from slack_bolt import App
 from sqlmodel import Session, select
 
 from bot.context import BotContext
-from bot.forms import metadata, read_metadata
+from bot.forms import metadata, metadata_channel, metadata_id, read_metadata, record_number
 from bot.ids import REVIEW_ROW_PREFIX, Action, Callback, ReviewVerb
 from bot.listeners.common import (
+    STALE_FORM,
     UNEXPECTED,
     actor_for,
     answer_errors,
@@ -87,14 +88,15 @@ def register(app: App, ctx: BotContext) -> None:
     def submit_retire(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
         ack()
         meta = read_metadata(view)
-        user_id = body["user"]["id"]
-        channel = str(meta.get("channel", ""))
+        user_id, channel = body["user"]["id"], metadata_channel(meta)
+        asset_id, message_id = metadata_id(meta, "asset_id"), metadata_id(meta, "message_id")
         try:
+            if asset_id is None:
+                raise NotFound(STALE_FORM)
             actor = actor_for(ctx, user_id)
-            asset_id, message_id = int(meta.get("asset_id", 0)), meta.get("message_id")
             asset, ended = change(ctx, lambda s: reviews.retire_reviewed(
                 session=s, asset_id=asset_id, actor=actor, now=ctx.clock(), policy=ctx.policy,
-                message_id=int(message_id) if message_id else None))
+                message_id=message_id))
             grants = f" and ended {len(ended)} grant{'s' if len(ended) != 1 else ''}" if ended else ""
             tell(client, user_id=user_id, channel=channel,
                  text=f":wastebasket: Retired `{escape(asset.slug)}`{grants}.")
@@ -109,9 +111,10 @@ def parse_choice(action: dict[str, Any]) -> tuple[ReviewVerb, int]:
     """The verb and asset id an overflow option carries; anything else is a stale or forged menu."""
     value = str((action.get("selected_option") or {}).get("value", ""))
     verb, _, asset_id = value.partition(":")
-    if verb not in ReviewVerb._value2member_map_ or not asset_id.isdigit():
+    number = record_number(asset_id)
+    if verb not in ReviewVerb._value2member_map_ or number is None:
         raise NotFound("That menu no longer points at an asset.")
-    return ReviewVerb(verb), int(asset_id)
+    return ReviewVerb(verb), number
 
 
 def message_of(action: dict[str, Any]) -> int | None:
@@ -119,8 +122,7 @@ def message_of(action: dict[str, Any]) -> int | None:
     block_id = str(action.get("block_id", ""))
     if not block_id.startswith(REVIEW_ROW_PREFIX):
         return None
-    message_id = block_id[len(REVIEW_ROW_PREFIX):].partition(":")[0]
-    return int(message_id) if message_id.isdigit() else None
+    return record_number(block_id[len(REVIEW_ROW_PREFIX):].partition(":")[0])
 
 
 def _active_grants(session: Session, asset_id: int) -> list[int]:

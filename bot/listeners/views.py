@@ -21,9 +21,11 @@ from workflows.lineage import upstream_ids
 from workflows.risk import RiskAnswers
 
 from bot.context import BotContext
-from bot.forms import asset_input_from_view, modal_errors, read_metadata, risk_answers_from_view
+from bot.forms import (
+    asset_input_from_view, metadata_channel, metadata_id, modal_errors, read_metadata, risk_answers_from_view,
+)
 from bot.ids import Block, Callback, RiskBlock
-from bot.listeners.common import UNEXPECTED, actor_for, change
+from bot.listeners.common import STALE_FORM, UNEXPECTED, actor_for, change
 from bot.views.classify import classification_result_view
 
 log = logging.getLogger("steward.bot")
@@ -52,12 +54,16 @@ def register(app: App, ctx: BotContext) -> None:
             ack(response_action="errors", errors=modal_errors(errors, view, fallback=RiskBlock.NOTES,
                                                                message="Check your answers."))
             return
-        actor = actor_for(ctx, body["user"]["id"])
+        asset_id = metadata_id(meta, "asset_id")
+        if asset_id is None:
+            ack(response_action="errors", errors={RiskBlock.NOTES: STALE_FORM})
+            return
 
         def do(session):
-            _, outcome = classify_system(session=session, asset_id=int(meta.get("asset_id", 0)), answers=answers,
-                                         actor=actor, now=ctx.clock(), policy=ctx.policy)
-            asset = inventory.get_asset(session=session, asset_id=int(meta["asset_id"]))
+            actor = actor_for(ctx, body["user"]["id"])
+            _, outcome = classify_system(session=session, asset_id=asset_id, answers=answers, actor=actor,
+                                         now=ctx.clock(), policy=ctx.policy)
+            asset = inventory.get_asset(session=session, asset_id=asset_id)
             inherited = len(upstream_ids(session=session, start=[asset.id], include_start=False))
             return classification_result_view(asset=asset, outcome=outcome, inherited=inherited)
 
@@ -80,31 +86,34 @@ def _save_asset(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any]
         kind = AssetKind(meta.get("kind", ""))
         data = inventory.parse_asset_input(asset_input_from_view(view, kind))
     except ValueError:
-        ack(response_action="errors", errors={Block.NAME: "This form is out of date. Close it and start again."})
+        ack(response_action="errors", errors={Block.NAME: STALE_FORM})
         return
     except InvalidInput as exc:
         ack(response_action="errors", errors=modal_errors(exc.field_errors, view, fallback=Block.NAME,
                                                            message=str(exc)))
         return
+    asset_id, channel = metadata_id(meta, "asset_id"), metadata_channel(meta)
+    if editing and asset_id is None:
+        ack(response_action="errors", errors={Block.NAME: STALE_FORM})
+        return
     owner_problem = ctx.directory.owner_problem(data.owner_id)
     if owner_problem:
         ack(response_action="errors", errors={Block.OWNER: owner_problem})
         return
-    actor = actor_for(ctx, user_id)
 
     def do(session):
+        actor = actor_for(ctx, user_id)
         if editing:
-            asset = inventory.update_asset(session=session, asset_id=int(meta.get("asset_id", 0)), data=data,
-                                           actor=actor, now=ctx.clock(), policy=ctx.policy,
-                                           reply_channel=meta.get("channel", ""))
+            asset = inventory.update_asset(session=session, asset_id=asset_id, data=data, actor=actor,
+                                           now=ctx.clock(), policy=ctx.policy, reply_channel=channel)
             if "review" in meta and inventory.can_edit(asset=asset, actor=actor, policy=ctx.policy):
                 # Opened with Update from a review nudge: saving the edit is the review (unless the
                 # actor just handed the asset to a new owner, whose review it now is).
                 reviews.record_review(session=session, asset_id=asset.id, actor=actor, now=ctx.clock(),
-                                      policy=ctx.policy, message_id=int(meta["review"] or 0) or None, via="update")
+                                      policy=ctx.policy, message_id=metadata_id(meta, "review"), via="update")
             return asset
         return inventory.register_asset(session=session, data=data, actor=actor, now=ctx.clock(),
-                                        policy=ctx.policy, reply_channel=meta.get("channel", ""))
+                                        policy=ctx.policy, reply_channel=channel)
 
     try:
         change(ctx, do)

@@ -356,7 +356,7 @@ def my_access_blocks(*, grants: list[Grant], requests: list[AccessRequest], asse
     if len(requests) > LIST_SHOWN:
         blocks.append(context(f"…and {len(requests) - LIST_SHOWN} more."))
     if not requests:
-        blocks.append(context("No pending requests. Ask with `/steward request <slug>`."))
+        blocks.append(context("No pending requests. Ask with `/steward request &lt;slug&gt;`."))
     return blocks
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from workflows.enums import AssetKind, AssetStatus, EdgeType
 from workflows.inventory import AssetCard
 from workflows.models import Asset, Grant
@@ -13,6 +15,8 @@ from bot.views.common import (
     fields_section, header, section, sensitivity_label, status_suffix, tier_badge, user,
 )
 
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # what may stay as it is in a URL; everything else is %-encoded
+URL_MAX = 500  # as the documentation form allows
 LINEAGE_SHOWN = 8
 GRANTS_SHOWN = 10
 DETAIL_LABELS = {
@@ -121,7 +125,7 @@ def not_found(message: str, suggestions: list[str]) -> list[Block]:
     if suggestions:
         text += "\nDid you mean " + ", ".join(f"`{s}`" for s in suggestions) + "?"
     else:
-        text += "\nTry `/steward search <words>` to find it."
+        text += "\nTry `/steward search &lt;words&gt;` to find it."
     return [section(text)]
 
 
@@ -198,7 +202,8 @@ def _docs_text(card: AssetCard) -> str:
 
 
 def _doc_link(doc: Asset) -> str:
-    url = escape(str(doc.details.get("url", ""))).replace("|", "%7C")
+    # Percent-encoded first, so no character of the URL (a space, |, < or >) can end the link early.
+    url = escape(quote(clip(str(doc.details.get("url", "")), URL_MAX), safe=URL_SAFE))
     return f"<{url}|{escape(doc.name).replace('|', '¦')}> (`{doc.slug}`)" if url else f"`{doc.slug}`"
 
 

@@ -12,6 +12,7 @@ from bot.views.common import Block, context, escape, option, plain, section, tie
 
 YES, NO = "yes", "no"
 EXEMPTION = "exempt"
+TEXT_MAX = 3000
 
 
 def classify_view(*, asset: Asset, metadata: str, previous: Classification | None = None) -> dict[str, Any]:
@@ -86,9 +87,9 @@ def _exemption(initial: bool) -> Block:
 
 def _text(block_id: str, label: str, initial: str, *, hint: str | None = None) -> Block:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": Action.VALUE, "multiline": True,
-                               "max_length": 3000}
+                               "max_length": TEXT_MAX}
     if initial:
-        element["initial_value"] = initial
+        element["initial_value"] = str(initial)[:TEXT_MAX]  # Slack refuses a form whose value is over the limit
     block: Block = {"type": "input", "block_id": block_id, "label": plain(label, 2000), "optional": True,
                     "element": element}
     if hint:

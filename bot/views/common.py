@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
+from workflows.access import SYSTEM_ACTOR
 from workflows.enums import AssetKind, AssetStatus, RiskTier, Sensitivity
 
 Block = dict[str, Any]
 TEXT_LIMIT = 3000
+FIELD_LIMIT = 2000  # a section field's text
+# Where a cut would leave half an entity (&am) or half a token (<@U12), which Slack would show as junk.
+_OPEN_MARKUP = re.compile(r"(&[a-z]{0,3}|<[^<>]*)$")
+_SLACK_USER = re.compile(r"^[UWB][A-Z0-9]{2,}$")
 MESSAGE_BLOCK_LIMIT = 50
 
 TIER_BADGES = {
@@ -43,9 +49,17 @@ def plain(text: str, limit: int = 150) -> dict[str, Any]:
     return {"type": "plain_text", "text": clip(text, limit), "emoji": True}
 
 
-def mrkdwn(text: str) -> dict[str, Any]:
-    """A mrkdwn text object, clipped to Slack's 3000 characters. Escape user text before calling."""
-    return {"type": "mrkdwn", "text": clip(text, TEXT_LIMIT)}
+def clip_markup(text: str, limit: int) -> str:
+    """`clip` for mrkdwn: never cut inside an entity or a Slack token, so the markup stays whole."""
+    if len(text) <= limit:
+        return text
+    kept = _OPEN_MARKUP.sub("", text[: limit - 1])
+    return kept.rstrip() + "…"
+
+
+def mrkdwn(text: str, limit: int = TEXT_LIMIT) -> dict[str, Any]:
+    """A mrkdwn text object, clipped to Slack's limit (3000). Escape user text before calling."""
+    return {"type": "mrkdwn", "text": clip_markup(text, limit)}
 
 
 def section(text: str, *, accessory: Block | None = None, block_id: str | None = None) -> Block:
@@ -60,7 +74,7 @@ def section(text: str, *, accessory: Block | None = None, block_id: str | None =
 
 def fields_section(pairs: list[tuple[str, str]]) -> Block:
     """A section of up to 10 "*label*\\nvalue" fields (values already escaped)."""
-    return {"type": "section", "fields": [mrkdwn(f"*{label}*\n{value}") for label, value in pairs[:10]]}
+    return {"type": "section", "fields": [mrkdwn(f"*{label}*\n{value}", FIELD_LIMIT) for label, value in pairs[:10]]}
 
 
 def header(text: str) -> Block:
@@ -144,5 +158,8 @@ def date_time(value: datetime | None) -> str:
 
 
 def user(user_id: str) -> str:
-    """A user mention (ids come from Slack, never from free text)."""
-    return f"<@{user_id}>"
+    """A user mention; anything that is not a Slack user id (Steward itself, a missing id) is named, not
+    mentioned, so no stored value can become markup."""
+    if _SLACK_USER.match(user_id or ""):
+        return f"<@{user_id}>"
+    return "Steward" if user_id == SYSTEM_ACTOR else escape(user_id or "") or "someone"

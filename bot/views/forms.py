@@ -149,7 +149,7 @@ def _text_input(block_id: str, label: str, initial: str, *, multiline: bool = Fa
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": Action.VALUE, "multiline": multiline,
                                "max_length": max_length}
     if initial:
-        element["initial_value"] = initial
+        element["initial_value"] = initial[:max_length]  # Slack refuses a form whose value is over the limit
     if placeholder:
         element["placeholder"] = plain(placeholder)
     return _input(block_id, label, element, optional=optional, hint=hint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.views.common import Block, context, section
+from bot.views.common import Block, context, escape, section
 
 COMMANDS = [
     ("/steward register [kind]", "Register a dataset, model, algorithm, infrastructure, documentation or AI system."),
@@ -24,7 +24,7 @@ COMMANDS = [
 
 def help_blocks(*, intro: str | None = None) -> list[Block]:
     """Every command with a one-line explanation."""
-    lines = "\n".join(f"`{usage}` — {what}" for usage, what in COMMANDS)
+    lines = "\n".join(f"`{escape(usage)}` — {what}" for usage, what in COMMANDS)
     blocks = [section((intro + "\n\n" if intro else "") + "*Steward keeps your AI assets under control.*\n" + lines)]
     blocks.append(context("Kinds: dataset, model, algorithm, infrastructure, documentation, system."))
     return blocks

@@ -12,7 +12,7 @@ from workflows.models import Asset, Grant
 
 from bot.ids import Action
 from bot.views.common import (
-    KIND_EMOJI, MESSAGE_BLOCK_LIMIT, TEXT_LIMIT, Block, actions, button, clip, context, escape, section,
+    KIND_EMOJI, MESSAGE_BLOCK_LIMIT, TEXT_LIMIT, Block, actions, button, clip, clip_markup, context, escape, section,
     status_suffix, tier_badge, user,
 )
 
@@ -119,7 +119,7 @@ def pack_lines(lines: list[str], *, limit: int = TEXT_LIMIT) -> list[str]:
     texts: list[str] = []
     current = ""
     for line in lines:
-        line = clip(line, limit)
+        line = clip_markup(line, limit)
         if current and len(current) + 1 + len(line) > limit:
             texts.append(current)
             current = line

@@ -39,7 +39,7 @@ def test_access_lists_my_grants_and_pending_requests_with_ids_on_the_buttons(har
 
 def test_access_with_nothing_says_how_to_ask(harness):
     text = text_of(_mine(harness))
-    assert "You hold no access through Steward." in text and "/steward request <slug>" in text
+    assert "You hold no access through Steward." in text and "/steward request &lt;slug&gt;" in text
 
 
 def test_release_ends_my_grant_and_redraws_the_list(harness, engine, bot_policy, now):

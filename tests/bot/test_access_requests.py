@@ -224,7 +224,7 @@ def test_a_failure_after_the_ack_is_told_to_the_requester(harness, engine, bot_p
 def test_help_lists_request_and_access(harness):
     harness.command("help")
     text = harness.last_reply_text()
-    assert "/steward request <slug>" in text and "/steward access" in text
+    assert "/steward request &lt;slug&gt;" in text and "/steward access" in text
 
 
 # ---- deciding --------------------------------------------------------------------------------------
