@@ -58,4 +58,8 @@ def send_command(connection: Connection, *, handle: str, text: str) -> requests.
         raise ValueError(f"nobody called {handle!r} here: choose {', '.join(sorted(connection.people))}")
     body, headers = signing.slash_command(text=text, secret=connection.secret, user_id=user_id, channel_id=CHANNEL,
                                           response_url=f"{connection.responses_url}cmd-{user_id}")
-    return requests.post(f"{connection.bot_url}/slack/events", data=body.encode(), headers=headers, timeout=10)
+    try:
+        return requests.post(f"{connection.bot_url}/slack/events", data=body.encode(), headers=headers, timeout=10)
+    except requests.RequestException:
+        raise ValueError(f"cannot reach the demo's bot at {connection.bot_url}: is `steward demo --serve` "
+                         "still running?") from None

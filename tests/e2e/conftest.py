@@ -134,6 +134,17 @@ class HoldingFakeSlack(FakeSlack):
         return _Reply(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable")
 
 
+@dataclass
+class _StackDriver(SlackDriver):
+    """The driver, sending through its stack's `post`."""
+
+    stack: Any = None
+
+    def post(self, body: str, headers: dict[str, str]) -> requests.Response:
+        """POST through the stack."""
+        return self.stack.post(body, headers)
+
+
 # ---- the stack -------------------------------------------------------------------------------------
 
 
@@ -156,12 +167,12 @@ class Stack:
 
     @property
     def slack(self) -> SlackDriver:
-        """People in Slack, aimed at this stack's bot and sandbox."""
-        return SlackDriver(base_url=self.base_url, sandbox=self.fake, secret=SECRET, channel=CHANNEL)
+        """People in Slack, aimed at this stack's bot and sandbox (every request goes through `post`)."""
+        return _StackDriver(base_url=self.base_url, sandbox=self.fake, secret=SECRET, channel=CHANNEL, stack=self)
 
     def post(self, body: str, headers: dict[str, str]) -> requests.Response:
-        """POST a signed request to /slack/events over real HTTP."""
-        return self.slack.post(body, headers)
+        """POST a signed request to /slack/events over real HTTP (a subclass may pick another bot)."""
+        return requests.post(f"{self.base_url}/slack/events", data=body.encode(), headers=headers, timeout=10)
 
     def command(self, text: str, *, user: str = OWNER, channel: str = CHANNEL) -> requests.Response:
         """Type `/steward <text>`."""

@@ -29,6 +29,11 @@ def newcomer_env() -> dict[str, str]:
     return {**env, "COLUMNS": "250"}
 
 
+def logs(home: Path) -> str:
+    """The tail of each demo process's log, to explain a failure."""
+    return "".join(f"\n--- {path.name}\n{path.read_text(errors='replace')[-1500:]}" for path in home.glob("*.log"))
+
+
 def test_without_tokens_the_first_command_plays_the_demo_and_exits_0(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "steward", "dev"], cwd=tmp_path, env=newcomer_env(),
                             capture_output=True, text=True, timeout=STORY_SECONDS, check=False)
@@ -68,7 +73,7 @@ def test_demo_serve_takes_signed_commands_of_ones_own(tmp_path: Path):
         sent = subprocess.run([sys.executable, "-m", "steward", "sandbox", "send", "--home", str(home), "--as", "dan",
                                "/steward access"], cwd=tmp_path, env=newcomer_env(), capture_output=True,
                               text=True, timeout=60, check=False)
-        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert sent.returncode == 0, sent.stdout + sent.stderr + "".join(seen) + logs(home)
         assert "sent as dan" in sent.stdout
         # The bot's answer reaches the sandbox, and the demo's terminal shows what Dan sees.
         read_until("only Dan (data scientist) sees", 30)
