@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from functools import partial
 
 from slack_bolt import App
 from sqlalchemy import Engine
@@ -12,11 +13,11 @@ from sqlalchemy import Engine
 from bot.app import create_app
 from bot.context import BotContext, members_from
 from workers import logs
-from workers.celery_app import make_celery
+from workers.celery_app import WorkerContext, make_celery
 from workers.clock import clock_for
 from workers.directory import Directory
 from workers.slack_client import make_slack_client
-from workers.tasks import enqueue_decision, enqueue_delivery, enqueue_provisioning
+from workers.tasks import decide_now, enqueue_delivery, enqueue_provisioning
 from workflows.db import make_engine
 from workflows.errors import DomainError
 from workflows.policy import Policy, load_policy
@@ -67,11 +68,13 @@ def build_bot(settings: Settings, engine: Engine) -> App:
     """The Bolt app with its context, enqueuing deliveries and decisions on the configured broker."""
     make_celery(settings)
     client = make_slack_client(settings)
-    policy, directory = policy_for(settings), Directory(client)
+    policy, directory, clock = policy_for(settings), Directory(client), clock_for(settings)
+    # Clicks are recorded by the bot itself (see workers.tasks.decide_now), with what a worker would use.
+    deciding = WorkerContext(engine=engine, client=client, settings=settings, now=clock, policy=policy)
     ctx = BotContext(settings=settings, engine=engine, policy=policy, directory=directory,
                      enqueue_delivery=enqueue_delivery, members_of=members_from(directory, policy),
-                     enqueue_decision=enqueue_decision, enqueue_provisioning=enqueue_provisioning,
-                     clock=clock_for(settings))
+                     enqueue_decision=partial(decide_now, context=deciding),
+                     enqueue_provisioning=enqueue_provisioning, clock=clock)
     return create_app(ctx, client=client)
 
 

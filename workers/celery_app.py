@@ -38,9 +38,6 @@ from workflows.policy import Policy, load_policy
 from workflows.settings import Settings
 
 FILESYSTEM_BROKER = "filesystem://"
-# Longer than any task runs (a batch of Slack calls with short timeouts), so Redis never hands
-# a running task to a second worker; tasks never use ETAs, which this would also cap.
-REDIS_VISIBILITY_TIMEOUT_SECONDS = 3600
 
 Renderer = Callable[[Session, dict[str, Any]], dict[str, Any]]
 
@@ -209,7 +206,8 @@ def _celery_config(settings: Settings) -> dict[str, Any]:
     if broker_url.startswith(FILESYSTEM_BROKER):
         config["broker_transport_options"] = filesystem_transport_options(settings.broker_folder)
     elif broker_url.startswith(("redis://", "rediss://")):
-        config["broker_transport_options"] = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_SECONDS}
+        # Tasks never use long ETAs, which this would also cap (decision retries wait seconds).
+        config["broker_transport_options"] = {"visibility_timeout": settings.broker_visibility_timeout_seconds}
     return config
 
 

@@ -8,6 +8,12 @@ in place: a transient error (429, 5xx, no connection) backs off, honouring Retry
 retried for as long as it takes; a permanent one (a bad channel, a revoked token) backs off for
 an hour and gives up once the row has had MAX_ATTEMPTS attempts, keeping the error on the row.
 
+A send cut off after it may have reached Slack (a timeout, a dropped connection, or a worker killed
+mid-send, whose row is still marked IN_FLIGHT when it is claimed again) is ambiguous: Slack has no
+idempotency key, so every post carries its outbox id in its message metadata, and an ambiguous row
+is looked up in the channel's recent history before it is posted again. (An ephemeral message has
+no history to look in: it is sent at least once.)
+
 An "update" row redraws the Slack message an earlier row was sent as, with chat.update at that
 row's stored channel and ts, rendering the earlier row's payload: renderers draw from current
 state, so any update shows the latest. It waits while the original is unsent, gives up with it,
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,10 +47,19 @@ from workflows.outbox import OutboxMethod, mark_failed, mark_sent
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
-# Longer than one send can take (the client's timeout is 15 s), so a claim only lapses when
-# its worker has died.
+# The default claim (Settings.outbox_claim_seconds): longer than one send can take (the client's
+# timeout is 15 s), so a claim only lapses when its worker has died.
 CLAIM_TTL = timedelta(minutes=5)
 PERMANENT_BACKOFF = timedelta(hours=1)
+# The last_error of a row being sent: seen again at the next claim, it says the sender died mid-send.
+IN_FLIGHT = "in_flight"
+# A send that failed this way may have reached Slack before the connection gave out.
+AMBIGUOUS_PREFIX = "connection_error"
+METADATA_EVENT = "steward_outbox"
+# How far back an ambiguous row is looked for: the channel's latest messages (Slack's page size).
+HISTORY_LIMIT = 200
+# DM channel ids by client and user (a client's entry goes with it).
+_dm_channels: weakref.WeakKeyDictionary[WebClient, dict[str, str]] = weakref.WeakKeyDictionary()
 # How long an update waits for its original to be sent before looking again (at the least).
 UPDATE_WAIT = timedelta(seconds=30)
 # Messages an update can redraw: an ephemeral has no ts, and an update row holds no message of its own.
@@ -87,6 +103,7 @@ class _Claimed:
     payload: dict[str, Any]
     updates_id: int | None
     claimed_at: datetime
+    ambiguous: bool = False  # an earlier attempt may have reached Slack: look before posting again
 
 
 @dataclass(frozen=True)
@@ -131,7 +148,8 @@ def deliver(*, context: WorkerContext, message_id: int, renderer: Renderer | Non
     """Send outbox row `message_id` unless it is sent, not due, or being sent by someone else."""
     # Resolve the renderer first: if it cannot be imported, no row should be claimed.
     render = renderer or context.renderer or default_renderer()
-    claimed = _claim(context.engine, message_id, now=context.now())
+    claimed = _claim(context.engine, message_id, now=context.now(),
+                     ttl=timedelta(seconds=context.settings.outbox_claim_seconds))
     if isinstance(claimed, Outcome):
         return claimed
     result = _attempt(context, claimed, render)
@@ -142,13 +160,16 @@ def deliver(*, context: WorkerContext, message_id: int, renderer: Renderer | Non
     return _record_failure(context.engine, message_id, result, now=context.now())
 
 
-def _claim(engine: Engine, message_id: int, *, now: datetime) -> _Claimed | Outcome:
+def _claim(engine: Engine, message_id: int, *, now: datetime, ttl: timedelta) -> _Claimed | Outcome:
     with transaction(engine) as session:
+        # What the last attempt left (read before the claim overwrites it): a row that was in flight, or
+        # cut off, may be in Slack already.
+        previous = session.exec(select(OutboxMessage.last_error).where(OutboxMessage.id == message_id)).first()
         won = session.exec(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, OutboxMessage.sent_at.is_(None),
                    OutboxMessage.next_attempt_at <= now)
-            .values(next_attempt_at=now + CLAIM_TTL)
+            .values(next_attempt_at=now + ttl, last_error=IN_FLIGHT)
             .execution_options(synchronize_session=False)
         ).rowcount == 1
         row = session.get(OutboxMessage, message_id)
@@ -156,7 +177,9 @@ def _claim(engine: Engine, message_id: int, *, now: datetime) -> _Claimed | Outc
             return Outcome.MISSING
         if not won:
             return Outcome.ALREADY_SENT if row.sent_at is not None else Outcome.NOT_DUE
-        return _Claimed(row.id, row.method, row.channel, row.user, dict(row.payload), row.updates_id, now)
+        ambiguous = bool(previous) and (previous == IN_FLIGHT or previous.startswith(AMBIGUOUS_PREFIX))
+        return _Claimed(row.id, row.method, row.channel, row.user, dict(row.payload), row.updates_id, now,
+                        ambiguous=ambiguous)
 
 
 def _attempt(context: WorkerContext, claimed: _Claimed, render: Renderer) -> _Sent | _Failure | _Wait:
@@ -229,9 +252,9 @@ def _render(engine: Engine, claimed: _Claimed, payload: dict[str, Any],
 
 def _send(client: WebClient, method: OutboxMethod, claimed: _Claimed, content: dict[str, Any]) -> _Sent:
     if method is OutboxMethod.POST:
-        return _post(client, claimed.channel, content)
+        return _post(client, claimed.channel, content, claimed)
     if method is OutboxMethod.DM:
-        return _post(client, _open_dm(client, claimed.user), content)
+        return _post(client, _open_dm(client, claimed.user), content, claimed)
     return _post_ephemeral(client, claimed, content)
 
 
@@ -240,13 +263,41 @@ def _update(client: WebClient, target: _Target, content: dict[str, Any], *, as_o
     return _Sent(channel=target.channel, ts=target.ts, supersedes=target.supersedes, as_of=as_of)
 
 
-def _post(client: WebClient, channel: str, content: dict[str, Any]) -> _Sent:
-    response = client.chat_postMessage(channel=channel, **content)
+def _post(client: WebClient, channel: str, content: dict[str, Any], claimed: _Claimed) -> _Sent:
+    if claimed.ambiguous:
+        ts = _already_posted(client, channel, claimed.id)
+        if ts:
+            logger.info("Outbox message %s had reached Slack before its send was cut off", claimed.id)
+            return _Sent(channel=channel, ts=ts)
+    metadata = {"event_type": METADATA_EVENT, "event_payload": {"outbox_id": claimed.id}}
+    response = client.chat_postMessage(channel=channel, metadata=metadata, **content)
     return _Sent(channel=response.get("channel") or channel, ts=response["ts"])
 
 
+def _already_posted(client: WebClient, channel: str, message_id: int) -> str | None:
+    """The ts of the message outbox row `message_id` was posted as, if an earlier attempt got through."""
+    try:
+        history = client.conversations_history(channel=channel, limit=HISTORY_LIMIT, include_all_metadata=True)
+    except SlackApiError as exc:
+        # Without the history scopes (or access to the channel) it cannot be checked: send at least once.
+        logger.warning("Could not look for outbox message %s in %s (%s); sending it again", message_id, channel,
+                       _error_code(exc))
+        return None
+    for message in history.get("messages") or []:
+        metadata = message.get("metadata") or {}
+        if metadata.get("event_type") == METADATA_EVENT and \
+                (metadata.get("event_payload") or {}).get("outbox_id") == message_id:
+            return message.get("ts")
+    return None
+
+
 def _open_dm(client: WebClient, user: str) -> str:
-    return client.conversations_open(users=user)["channel"]["id"]
+    # The bot's DM with a person never changes: one conversations.open per person per client, not per
+    # message (half the calls a DM costs, and half the chances to meet a failing Slack).
+    known = _dm_channels.setdefault(client, {})
+    if user not in known:
+        known[user] = client.conversations_open(users=user)["channel"]["id"]
+    return known[user]
 
 
 def _post_ephemeral(client: WebClient, claimed: _Claimed, content: dict[str, Any]) -> _Sent:
@@ -258,7 +309,7 @@ def _post_ephemeral(client: WebClient, claimed: _Claimed, content: dict[str, Any
             if _error_code(exc) not in EPHEMERAL_FALLBACK_ERRORS:
                 raise
             logger.info("Ephemeral outbox message %s fell back to a DM (%s)", claimed.id, _error_code(exc))
-    return _post(client, _open_dm(client, claimed.user), content)
+    return _post(client, _open_dm(client, claimed.user), content, claimed)
 
 
 def _classify_api_error(exc: SlackApiError) -> _Failure:
@@ -298,6 +349,8 @@ def _record_sent(engine: Engine, message_id: int, sent: _Sent, *, now: datetime)
             logger.warning("Outbox message %s was sent twice (a claim lapsed)", message_id)
             return Outcome.ALREADY_SENT
         mark_sent(session=session, message=row, channel=sent.channel, ts=sent.ts, now=now)
+        if row.last_error == IN_FLIGHT:
+            row.last_error = ""  # it landed: nothing went wrong with this attempt
         # An audit anchor keeps Slack's answer too: the message that witnesses it (a no-op for others).
         record_receipt(session=session, message=row)
         # A review nudge counts as sent only now that Slack accepted it (a no-op for other messages).

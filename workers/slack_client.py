@@ -34,7 +34,6 @@ from slack_sdk.http_retry.state import RetryState
 from workers.metrics import SLACK_API_CALLS
 from workflows.settings import Settings
 
-SLACK_TIMEOUT_SECONDS = 15
 BACKOFF_FACTOR_SECONDS = 0.5  # waits 0.5, 1, 2… seconds, each plus up to a second of jitter
 SERVER_ERRORS = frozenset({500, 502, 503, 504})
 # Errors where the request never reached Slack, or the connection broke: as slack_sdk's own handler.
@@ -45,13 +44,14 @@ Sleep = Callable[[float], Any]
 
 
 def make_slack_client(settings: Settings, *, max_retries: int | None = None, max_wait_seconds: float | None = None,
-                      sleep: Sleep = time.sleep, timeout: int = SLACK_TIMEOUT_SECONDS) -> WebClient:
-    """The configured Web API client; retries and the Retry-After cap default to the settings."""
+                      sleep: Sleep = time.sleep, timeout: float | None = None) -> WebClient:
+    """The configured Web API client; retries, the Retry-After cap and the timeout default to the settings."""
     token = settings.slack_bot_token.get_secret_value() or None
     handlers = retry_handlers(
         max_retries=settings.slack_max_retries if max_retries is None else max_retries,
         max_wait_seconds=settings.slack_retry_max_wait_seconds if max_wait_seconds is None else max_wait_seconds,
         sleep=sleep)
+    timeout = settings.slack_timeout_seconds if timeout is None else timeout
     return WebClient(token=token, base_url=settings.slack_api_url, timeout=timeout, retry_handlers=handlers)
 
 

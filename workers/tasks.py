@@ -3,12 +3,15 @@
 Tasks are shared tasks, so they register on whichever app `make_celery` builds. Each is
 idempotent and runs with acks_late and reject_on_worker_lost: a task lost with its worker is
 redelivered, and running one twice sends nothing twice (delivery claims rows in the database,
-and every workflows call re-checks its state under a row lock). Nothing is retried with a
-countdown; a row that must wait stays in the database with its `next_attempt_at`, a deadline
-stays in its column, and the once-a-minute sweep enqueues them again when they are due.
+and every workflows call re-checks its state under a row lock). A row that must wait stays in the
+database with its `next_attempt_at`, a deadline stays in its column, and the once-a-minute sweep
+enqueues them again when they are due. The one exception is a decision that finds the database
+unreachable: a click exists nowhere but in its task, so the task retries itself, seconds apart.
 
 - `deliver_outbox(ids)`: send outbox rows to Slack.
-- `decide_request(...)`: one approver's Approve or Deny; a losing click gets an ephemeral answer.
+- `decide_request(...)`: one approver's Approve or Deny; a losing click gets an ephemeral answer. The bot
+  records a click itself (`decide_now`) and queues it only while the database is unreachable: a queued
+  click exists nowhere else, so a Redis that loses its data or a worker killed mid-task would lose it.
 - `run_due(kind, id)`: one reminder, escalation, request expiry, grant warning or grant expiry, a review
   nudge to schedule or send, the overdue-review escalation (workflows/reviews.py), a recertification
   to start or escalate (workflows/recertification.py), or the
@@ -40,7 +43,7 @@ from workers.directory import Directory
 from workers.metrics import SWEEP_SECONDS
 from workflows import access, anchors, deadlines, orphans, provisioning, recertification, reviews
 from workflows.access import AlreadyDecided
-from workflows.db import transaction
+from workflows.db import DatabaseUnavailable, transaction
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from workflows.outbox import OutboxMethod, add_message, added_message_ids, due_message_ids
 from workflows.policy import Policy
@@ -56,6 +59,10 @@ BATCH_SIZE = 20
 # Consumed broker messages kept on disk for a while (for debugging), then removed by the sweep.
 KEEP_PROCESSED = timedelta(days=1)
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+# A decision waits out a database outage of a few minutes (1, 2, 4, 8, 16, 16… seconds apart); the
+# waits are far shorter than the broker's visibility timeout, so no second worker starts it meanwhile.
+DECISION_RETRY = {"autoretry_for": (DatabaseUnavailable,), "retry_backoff": 1, "retry_backoff_max": 16,
+                  "retry_jitter": False, "max_retries": 15}
 # The sweep's count of outbox rows and of due provisioning jobs, next to the DueKind counts.
 OUTBOX = "outbox"
 PROVISIONING = "provisioning"
@@ -99,7 +106,7 @@ def deliver_outbox(message_ids: list[int]) -> list[str]:
     return deliver_batch(context=get_context(), message_ids=message_ids)
 
 
-@shared_task(name=DECIDE_REQUEST, **TASK_OPTIONS)
+@shared_task(name=DECIDE_REQUEST, **TASK_OPTIONS, **DECISION_RETRY)
 def decide_request(request_id: int, approver_id: str, outcome: str, reason: str = "",
                    channel: str = "") -> list[int]:
     """Record one approver's decision, then enqueue delivery of the messages it implies."""
@@ -271,6 +278,20 @@ def enqueue_delivery(message_ids: Iterable[int]) -> bool:
         logger.warning("Broker unreachable (%s); the sweep will deliver outbox rows %s later",
                        type(exc).__name__, ids)
         return False
+    return True
+
+
+def decide_now(*, context: WorkerContext, request_id: int, approver_id: str, outcome: str, reason: str = "",
+               channel: str = "") -> bool:
+    """Record a click in this process, then queue the messages it implies: once recorded, the database
+    keeps it whatever happens to Redis or a worker. With the database unreachable, hand the click to a
+    worker (which retries until it is back); False only if neither could take it."""
+    try:
+        ids = decide(context=context, request_id=int(request_id), approver_id=approver_id, outcome=outcome,
+                     reason=reason, channel=channel)
+    except DatabaseUnavailable:
+        return enqueue_decision(request_id, approver_id, outcome, reason, channel)
+    enqueue_delivery(ids)  # if the broker is away, the rows are due and the sweep sends them
     return True
 
 

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     slack_retry_max_wait_seconds: float = Field(default=5.0, ge=0)
     # In-process retries of one Slack call (connection errors, 429s, 5xx) before its error surfaces.
     slack_max_retries: int = Field(default=2, ge=0, le=10)
+    # How long one Slack Web API attempt may take before the client gives up on it.
+    slack_timeout_seconds: float = Field(default=15.0, gt=0)
+    # How long a worker's claim on an outbox row lasts: longer than the slowest send (every attempt
+    # timing out), or a live worker's send could be repeated; shorter means a killed worker's rows
+    # are retried sooner.
+    outbox_claim_seconds: float = Field(default=300.0, ge=10)
+    # Redis hands a task a dead worker had taken to another worker after this long. Every task is
+    # idempotent (outbox claims, decisions by compare-and-set), so this bounds how long a SIGKILLed
+    # worker's click or delivery waits, not whether it runs twice.
+    broker_visibility_timeout_seconds: int = Field(default=3600, ge=10)
 
     @property
     def resolved_database_url(self) -> str:

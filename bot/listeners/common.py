@@ -135,7 +135,7 @@ def tell(client, *, user_id: str, channel: str, text: str) -> None:
         try:
             client.chat_postEphemeral(channel=channel, user=user_id, text=text, blocks=blocks)
             return
-        except SlackApiError:
+        except (SlackApiError, OSError):  # refused, or no answer in time: the DM is a second chance
             log.info("could not answer %s in %s; sending a DM instead", user_id, channel)
     dm = client.conversations_open(users=user_id)["channel"]["id"]
     client.chat_postMessage(channel=dm, text=text, blocks=blocks)

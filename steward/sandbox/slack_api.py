@@ -8,6 +8,9 @@ enforces the Block Kit limits Slack enforces, and can fail on demand
 (rate limits, server errors, auth errors). `enforce_rate_limits()` (off by
 default) rate-limits chat.postMessage per channel and per workspace as Slack
 does, on a clock the test can pass in (`FakeSlack(clock=...)`) and advance.
+`chaos(rate=..., seed=...)` (off by default) plays an unreliable Slack: a seeded fraction of Web API
+calls is answered 429 with Retry-After, 500, or not at all within the client's timeout. A faulted
+call is never carried out (nothing is posted), and is recorded as failed with its `fault`.
 Every answer to a known token carries Slack's `X-OAuth-Scopes` header: by default the bot scopes
 Steward needs (`bot.scopes.BOT_SCOPES`), changed with `grant_scopes([...])`.
 Socket Mode (`apps.connections.open` with the app-level token `DEFAULT_APP_TOKEN`, then a local
@@ -26,6 +29,7 @@ import dataclasses
 import itertools
 import json
 import math
+import random
 import threading
 import time
 from collections import deque
@@ -81,6 +85,7 @@ class Call:
     name: str | None = None  # the <name> of /response/<name>, for method "response_url"
     at: float | None = None  # the fake's clock reading when the call arrived
     retry_after: int | None = None  # the Retry-After of a 429 answer, in seconds
+    fault: str | None = None  # the chaos fault this call was answered with ("429", "500", "timeout")
 
 
 @dataclass
@@ -144,6 +149,36 @@ class _RateLimits:
         self.workspace.append(now)
 
 
+FAULT_RATE_LIMITED = "429"
+FAULT_SERVER_ERROR = "500"
+FAULT_TIMEOUT = "timeout"
+
+
+@dataclass
+class _Chaos:
+    """The seeded fault plan `chaos()` set: which calls fail, and how."""
+
+    rate: float
+    rng: random.Random
+    hold_seconds: float
+    spared: frozenset[str]
+
+    def pick(self, method: str) -> str | None:
+        """The fault for this call, or None to answer it normally (called with the fake's lock held)."""
+        if method in self.spared or self.rng.random() >= self.rate:
+            return None
+        return self.rng.choice((FAULT_RATE_LIMITED, FAULT_SERVER_ERROR, FAULT_TIMEOUT))
+
+    def reply(self, fault: str) -> _Reply:
+        """What the caller gets; a timeout's answer comes after `hold_seconds` and nobody reads it."""
+        if fault == FAULT_RATE_LIMITED:
+            return _Reply(HTTPStatus.TOO_MANY_REQUESTS, {"ok": False, "error": "ratelimited"},
+                          {"Retry-After": str(self.rng.choice((1, 2)))})
+        if fault == FAULT_SERVER_ERROR:
+            return _Reply(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error")
+        return _Reply(HTTPStatus.GATEWAY_TIMEOUT, "Gateway Timeout")
+
+
 def _window_wait(posts: deque[float], now: float, window: float, limit: int) -> float | None:
     # A sliding window: posts older than `window` seconds no longer count.
     while posts and posts[0] <= now - window:
@@ -183,6 +218,7 @@ class FakeSlack:
         self._socket_mode: SocketModeServer | None = None
         self._clock: Callable[[], float] = clock or time.monotonic
         self._rate_limits: _RateLimits | None = None
+        self._chaos: _Chaos | None = None
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
@@ -340,6 +376,21 @@ class FakeSlack:
         with self._lock:
             self._rate_limits = _RateLimits(per_channel_per_second, workspace_per_minute)
 
+    def chaos(self, *, rate: float, seed: int = 0, hold_seconds: float = 3.0,
+              spared: frozenset[str] = frozenset({"auth.test"})) -> None:
+        """Fault a `rate` fraction of Web API calls (chosen by a generator seeded with `seed`): each
+        faulted call is answered, in equal shares, 429 with Retry-After 1 or 2 s, HTTP 500, or only
+        after `hold_seconds` (longer than the client's timeout). A faulted call is never carried out.
+        Methods in `spared` are always answered; `rate=0` turns chaos off."""
+        if not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, not {rate}")
+        with self._lock:
+            self._chaos = _Chaos(rate, random.Random(seed), hold_seconds, frozenset(spared)) if rate else None
+
+    def faults(self) -> list[Call]:
+        """The calls chaos answered with a fault, oldest first."""
+        return [call for call in self.calls if call.fault is not None]
+
     def rate_limited(self) -> list[Call]:
         """The calls answered with a 429, oldest first."""
         return [call for call in self.calls if call.retry_after is not None]
@@ -357,6 +408,17 @@ class FakeSlack:
         """Every call received so far, oldest first."""
         with self._lock:
             return list(self._calls)
+
+    def calls_since(self, index: int) -> list[Call]:
+        """The calls received after the first `index` (cheap to poll in a long, busy run: pass
+        `len(fake.calls)` from before, or the last index seen plus what this returned)."""
+        with self._lock:
+            return self._calls[index:]
+
+    def call_count(self) -> int:
+        """How many calls were received so far."""
+        with self._lock:
+            return len(self._calls)
 
     def calls_to(self, method: str) -> list[Call]:
         """The calls made to one method, oldest first."""
@@ -379,6 +441,12 @@ class FakeSlack:
                 for (msg_channel, _), message in self._messages.items()
                 if channel is None or msg_channel == channel
             ]
+
+    def message(self, channel: str, ts: str) -> dict | None:
+        """One posted message in its latest state, or None (cheaper than `messages()` in a busy workspace)."""
+        with self._lock:
+            message = self._messages.get((channel, ts))
+            return {"channel": channel, **copy.deepcopy(message)} if message is not None else None
 
     def views_opened(self) -> list[dict]:
         """Views opened with views.open, oldest first, in their latest state."""
@@ -419,13 +487,18 @@ class FakeSlack:
         token = _bearer_token(headers) or arg_token
         with self._lock:
             now = self._clock()
-            reply = self._answer(method, args, token, now=now)
+            fault = self._chaos.pick(method) if self._chaos is not None else None
+            reply = self._chaos.reply(fault) if fault else self._answer(method, args, token, now=now)
             scopes = self._scopes_of(token)
             if scopes is not None:
                 reply = dataclasses.replace(reply, headers={**reply.headers, "X-OAuth-Scopes": ",".join(scopes)})
             retry_after = reply.headers.get("Retry-After") if reply.status == HTTPStatus.TOO_MANY_REQUESTS else None
             self._calls.append(Call(method, args, headers, token, failed=not reply.ok, at=now,
-                                    retry_after=int(retry_after) if retry_after is not None else None))
+                                    retry_after=int(retry_after) if retry_after is not None else None,
+                                    fault=fault))
+            hold = self._chaos.hold_seconds if fault == FAULT_TIMEOUT and self._chaos is not None else 0.0
+        if hold:
+            time.sleep(hold)  # outside the lock: every other call carries on meanwhile
         return reply
 
     def _handle_response_url(self, name: str, args: Args, headers: dict[str, str]) -> _Reply:
@@ -507,6 +580,7 @@ class FakeSlack:
             "views.update": self._views_update,
             "views.publish": self._views_publish,
             "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroups_users_list,
             "files.getUploadURLExternal": self._files_get_upload_url,
@@ -653,6 +727,18 @@ class FakeSlack:
             return _error("users_list_not_supplied")
         prefix = "D" if len(users) == 1 else "G"
         return _ok(channel={"id": prefix + "".join(users)}, no_op=False, already_open=False)
+
+    def _conversations_history(self, args: Args) -> dict | _Reply:
+        if not args.get("channel"):
+            return _error("channel_not_found")
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = sorted(((ts, message) for (channel, ts), message in self._messages.items()
+                        if channel == args["channel"]), key=lambda item: float(item[0]), reverse=True)
+        # Newest first, as Slack lists them; metadata only when asked for.
+        messages = [{k: v for k, v in copy.deepcopy(message).items() if with_metadata or k != "metadata"}
+                    for _, message in found[:limit]]
+        return _ok(messages=messages, has_more=len(found) > limit)
 
     def _users_info(self, args: Args) -> dict | _Reply:
         user = self._users.get(args.get("user", ""))
@@ -861,13 +947,16 @@ class _Handler(BaseHTTPRequestHandler):
             payload, content_type = json.dumps(reply.body).encode(), "application/json; charset=utf-8"
         else:
             payload, content_type = reply.body.encode(), "text/plain; charset=utf-8"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a chaos timeout): there is nobody left to answer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Stay quiet: per-request logs would drown pytest's output."""
