@@ -3,7 +3,7 @@
 Fills a database with a valid hash chain of synthetic decision-log entries (fast: hashes computed in a
 loop, rows inserted with executemany, or COPY on PostgreSQL, never through append_entry), then runs
 the real command in a child process with its output going to /dev/null, and reads that child's peak
-RSS (resource usage from wait4) and time. It measures an empty log first, then a tenth of --entries,
+RSS (its VmHWM, polled from /proc) and time. It measures an empty log first, then a tenth of --entries,
 then --entries, so you can see whether memory stays flat as the log grows ten times. Prints figures;
 never passes or fails.
 
@@ -93,15 +93,17 @@ def _copy(engine: Engine, rows: Iterator[dict[str, Any]]) -> None:
         raw.close()
 
 
-def measure_steward(command: list[str], database_url: str) -> tuple[str, float, float, float]:
-    """Run `steward <command>` in a child process; return (its first output line, peak RSS in MiB,
-    wall seconds, CPU seconds). Output goes to a temporary file, so a large export costs no memory here."""
+def measure_steward(command: list[str], database_url: str, *, module: bool = True) -> tuple[str, float, float, float]:
+    """Run `steward <command>` (or, with module=False, `python <command>`) in a child process; return (its
+    first output line, peak RSS in MiB, wall seconds, CPU seconds). Output goes to a temporary file, so a
+    large export costs no memory here."""
     env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "steward", *command], stdout=out, stderr=err, env=env,
-                                 cwd=ROOT)
-        # wait4, not wait: it also returns the child's resource usage, peak RSS included.
+        child = subprocess.Popen([sys.executable, *(["-m", "steward"] if module else []), *command], stdout=out,
+                                 stderr=err, env=env, cwd=ROOT)
+        peak = _watch_peak(child)
+        # wait4, not wait: it also returns the child's resource usage (CPU time here).
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         returncode = os.waitstatus_to_exitcode(status)
@@ -110,8 +112,24 @@ def measure_steward(command: list[str], database_url: str) -> tuple[str, float, 
         if returncode != 0:
             raise SystemExit(f"steward {' '.join(command)} failed ({returncode}): {err.read().decode().strip()}")
         first = out.readline().decode().rstrip("\n")
-    # ru_maxrss is in KiB on Linux.
-    return first, usage.ru_maxrss / 1024, wall, usage.ru_utime + usage.ru_stime
+    return first, peak / 1024, wall, usage.ru_utime + usage.ru_stime
+
+
+def _watch_peak(child: subprocess.Popen) -> int:
+    """The child's peak RSS in KiB, polled from /proc until it exits (without reaping it). Not wait4's
+    ru_maxrss: Linux carries that across exec from the forked copy of this (large) process."""
+    peak, status = 0, Path(f"/proc/{child.pid}/status")
+    while True:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):  # the high-water mark of this image since exec
+                    peak = max(peak, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            return peak
+        # A zombie has no memory left to read, and the last reading stands.
+        if os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return peak
+        time.sleep(0.02)
 
 
 def run_export(database_url: str) -> tuple[float, float, float]:

@@ -2,7 +2,7 @@
 
 Fills a database with a valid hash chain of synthetic entries (bench/export_memory.py's fill: hashes
 computed in a loop, rows inserted in bulk), then runs the real command in a child process and reads
-that child's peak RSS (from wait4) and time: for an empty log, a tenth of --entries, and --entries.
+that child's peak RSS (VmHWM, polled from /proc) and time: for an empty log, a tenth of --entries, and --entries.
 Flat means the last two peaks are about the same: verify reads in keyset batches of 5,000 rows, one
 short transaction each. Prints figures; never passes or fails.
 

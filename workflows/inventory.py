@@ -11,7 +11,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from workflows import audit, impact, lineage
+from workflows import audit, impact, lineage, search
 from workflows.details import field_errors, validate_details
 from workflows.enums import AssetKind, AssetStatus, DocType, EdgeType, RiskTier, Sensitivity
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
@@ -23,6 +23,7 @@ from workflows.uris import uri_problem
 
 REVIEW_WINDOW = timedelta(days=14)
 SEARCH_LIMIT = 10
+SEARCH_CANDIDATES = 50
 _USER_ID = r"^[UW][A-Z0-9]{2,}$"
 
 
@@ -227,16 +228,14 @@ def find_asset(*, session: Session, slug: str) -> Asset:
 
 def search_assets(*, session: Session, text: str, limit: int = SEARCH_LIMIT) -> list[Asset]:
     """The best matches for `text` across name, slug, description and team."""
-    terms = [t for t in text.lower().split() if t][:8]
-    if not terms:
+    query = search.parse_query(text)
+    if query is None:
         return []
-    fields = (Asset.name, Asset.slug, Asset.description, Asset.team)
-    query = select(Asset)
-    for term in terms:
-        pattern = f"%{_escape_like(term)}%"
-        query = query.where(or_(*(func.lower(f).like(pattern, escape="\\") for f in fields)))
-    # Rank a bounded candidate set in Python: portable across SQLite and PostgreSQL.
-    candidates = {a.id: a for a in session.exec(query.order_by(Asset.updated_at.desc()).limit(500)).all()}
+    # The database's full-text index picks and roughly ranks a bounded candidate set; the finer
+    # rules (exact, then prefix, then substring; retired last) are applied here, the same on both.
+    ids = search.matching_ids(session=session, query=query, limit=SEARCH_CANDIDATES)
+    candidates = {a.id: a for a in session.exec(select(Asset).where(col(Asset.id).in_(ids))).all()} if ids else {}
+    terms = search.split_terms(text)
     exact = session.exec(select(Asset).where(Asset.slug == "-".join(terms))).first()
     if exact:
         candidates[exact.id] = exact
@@ -271,7 +270,7 @@ def pick_assets(*, session: Session, text: str, kinds: frozenset[AssetKind] | No
         query = query.where(Asset.id != exclude_id)
     term = text.strip().lower()
     if term:
-        pattern = f"%{_escape_like(term)}%"
+        pattern = f"%{search.escape_like(term)}%"
         query = query.where(or_(func.lower(Asset.slug).like(pattern, escape="\\"),
                                 func.lower(Asset.name).like(pattern, escape="\\")))
     return list(session.exec(query.order_by(Asset.slug).limit(limit)).all())
@@ -465,6 +464,3 @@ def _rank(asset: Asset, terms: list[str]) -> tuple:
     active = asset.status != AssetStatus.RETIRED
     return (active, score, asset.updated_at)
 
-
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -17,6 +17,7 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
 from workflows import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from workflows.search import is_search_index
 from workflows.types import StrEnumType, UtcDateTime
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -66,6 +67,8 @@ def autogenerate_options() -> dict[str, Any]:
         "render_item": _render_item,
         "compare_type": _compare_type,
         "compare_server_default": True,
+        # The full-text index (migration 0006) is database-specific SQL the models cannot describe.
+        "include_name": lambda name, type_, parents: not is_search_index(name),
     }
 
 

@@ -29,6 +29,7 @@ from workflows.schema import (
     truncate_all,
     upgrade_database,
 )
+from workflows.search import is_search_index
 
 MODEL_TABLES = {"asset", "edge", "classification", "decision_log", "outboxmessage", "leaderlock",
                 "access_request", "approval_step", "decision", "access_grant", "provisioning_job",
@@ -71,8 +72,8 @@ def schema_differences(engine: Engine) -> list:
 
 
 def table_names(engine: Engine) -> set[str]:
-    """Every table in the database except Alembic's own bookkeeping."""
-    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    """Every table in the database except Alembic's own bookkeeping and the full-text index."""
+    return {name for name in inspect(engine).get_table_names() if name != "alembic_version" and not is_search_index(name)}
 
 
 def test_there_is_exactly_one_head():

@@ -1,0 +1,197 @@
+"""Ack overhead: Steward on `steward serve` against a bare Bolt app on the same server, side by side.
+
+Both run as real gunicorn servers (`steward serve` and `python -m bench.bare_bolt`, the same options),
+against the same fake Slack Web API, with Steward's database loaded with the benchmark's inventory.
+For a slash command (`/steward search`), a button click (asset_show) and a modal submission (the
+register form), a pool of client threads sends signed requests at concurrency 1, 16 and 64, each on a
+new connection as Slack does; p50 and p99 of the time to the full HTTP answer are compared as
+ratios. The two servers take turns, kind by kind, so both see the same machine. The bot's resident
+memory (gunicorn master and workers) is read at idle and after the load.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.common import Run, database_url, figure, fresh_database, percentile
+from bench.inventory_data import COMMON, OWNERS, seed_assets
+from bot.app import EVENTS_PATH, HEALTH_PATH
+from steward.sandbox import signing
+from steward.sandbox.driver import submission
+from steward.sandbox.slack_api import DEFAULT_TOKEN, FakeSlack
+
+NAME = "ack"
+SECRET = "bench-signing-secret"
+TOKEN = DEFAULT_TOKEN
+CHANNEL = "C0BENCH01"
+USER = OWNERS[0]
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    """A server process on a free port; its base URL, and its resident memory with its children's."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("w")
+        self.process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(self.port)], env=env,
+                                        cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base_url + HEALTH_PATH, timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{' '.join(command)} did not answer /healthz; see {log}")
+
+    def rss_mib(self) -> float:
+        """Resident memory of the server and its worker processes, in MiB."""
+        return sum(_rss_kib(pid) for pid in _tree(self.process.pid)) / 1024
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for the graceful shutdown."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def _tree(pid: int) -> list[int]:
+    pids, children = [pid], Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            pids += _tree(int(child))
+    return pids
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def _requests(kind: str, count: int, fake: FakeSlack, form: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    """`count` signed requests of one kind, built before the clock starts (signing is Slack's work)."""
+    response_url = fake.response_url("bench")
+    if kind == "slash command":
+        return [signing.slash_command(text=f"search {COMMON[n % len(COMMON)]}", secret=SECRET, user_id=USER,
+                                      channel_id=CHANNEL, response_url=response_url) for n in range(count)]
+    if kind == "button click":
+        return [signing.interaction({
+            "type": "block_actions", "user": {"id": USER}, "team": {"id": "T0001"}, "api_app_id": "A0001",
+            "trigger_id": "1.2.3", "response_url": response_url, "channel": {"id": CHANNEL},
+            "container": {"type": "message", "message_ts": "1.1", "channel_id": CHANNEL},
+            "actions": [{"action_id": "asset_show", "block_id": "b1", "type": "button", "value": str(1 + n),
+                         "action_ts": "1700000000.1"}]}, secret=SECRET) for n in range(count)]
+    stamp = time.time_ns()
+    return [signing.interaction(submission(form, {
+        "name": f"Bench submitted model {stamp} {n}", "description": "Registered by the benchmark",
+        "team": "Bench", "location_uri": "s3://bench/models", "details.task": "classification"}, user=USER),
+        secret=SECRET) for n in range(count)]
+
+
+def _load(base_url: str, bodies: list[tuple[str, dict[str, str]]], concurrency: int) -> tuple[list[float], int]:
+    """Send every request with `concurrency` client threads; (seconds each took, answers that were not 200)."""
+    def send(request: tuple[str, dict[str, str]]) -> tuple[float, bool]:
+        body, headers = request
+        started = time.perf_counter()
+        try:
+            response = requests.post(base_url + EVENTS_PATH, data=body.encode(), headers=headers, timeout=30)
+            ok = response.status_code == 200
+        except requests.RequestException:
+            ok = False
+        return time.perf_counter() - started, ok
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(send, bodies))
+    return [took for took, _ in results], sum(not ok for _, ok in results)
+
+
+def _open_form(server: Served, fake: FakeSlack) -> dict[str, Any]:
+    body, headers = signing.slash_command(text="register model", secret=SECRET, user_id=USER, channel_id=CHANNEL,
+                                          response_url=fake.response_url("bench"))
+    requests.post(server.base_url + EVENTS_PATH, data=body.encode(), headers=headers, timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        forms = [v for v in fake.views_opened() if v.get("callback_id") == "asset_register"]
+        if forms:
+            return forms[-1]
+        time.sleep(0.05)
+    raise RuntimeError("`/steward register model` opened no registration form")
+
+
+def run(run: Run) -> dict[str, Any]:
+    """Seed, serve both, load both, print; return the figures."""
+    assets = run.pick(1_000, 20_000, 100_000)
+    levels = run.pick((1, 16), (1, 16, 64), (1, 16, 64))
+    per_level = run.pick(16, 128, 512)
+    backend = run.backends[-1]  # PostgreSQL when given: what production runs
+    figures: dict[str, Any] = {"assets": assets, "backend": backend, "rows": []}
+    with (fresh_database(backend, run, prefix="ack") as engine, tempfile.TemporaryDirectory(prefix="ack-") as home,
+          FakeSlack() as fake):
+        seed_assets(engine, assets)
+        fake.add_user(USER, name="bench")
+        env = {**os.environ, "DATABASE_URL": database_url(engine), "SLACK_API_URL": fake.url,
+               "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_APP_TOKEN": "",
+               "STEWARD_HOME": home, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        env.pop("BROKER_URL", None)  # the embedded file broker: state changes enqueue, no worker runs
+        steward = Served([sys.executable, "-m", "steward", "serve", "--workers", "2"], env, Path(home, "bot.log"))
+        bare = Served([sys.executable, "-m", "bench.bare_bolt", "--workers", "2"], env, Path(home, "bare.log"))
+        try:
+            idle = steward.rss_mib()
+            form = _open_form(steward, fake)
+            print(f"ack overhead on {backend}, {assets:,} assets; steward serve vs bare Bolt, 2 workers × 8 threads;"
+                  f" {per_level} requests per kind and concurrency")
+            print(f"  {'request':<15} {'conc':>4} {'steward p50':>11} {'p99':>8} {'bare p50':>9} {'p99':>8}"
+                  f" {'x p50':>6} {'x p99':>6} {'errors':>6}")
+            for kind in ("slash command", "button click", "modal submission"):
+                for level in levels:
+                    count = max(per_level, level * 2)
+                    ours, errors = _load(steward.base_url, _requests(kind, count, fake, form), level)
+                    floor, bare_errors = _load(bare.base_url, _requests(kind, count, fake, form), level)
+                    p50, p99 = percentile(ours, 50), percentile(ours, 99)
+                    f50, f99 = percentile(floor, 50), percentile(floor, 99)
+                    print(f"  {kind:<15} {level:>4} {p50 * 1000:11.1f} {p99 * 1000:8.1f} {f50 * 1000:9.1f}"
+                          f" {f99 * 1000:8.1f} {p50 / f50:6.2f} {p99 / f99:6.2f} {errors + bare_errors:>6}")
+                    figures[f"{kind} c{level}"] = {"p50_ms": round(p50 * 1000, 2), "p99_ms": round(p99 * 1000, 2),
+                                                   "bare_p50_ms": round(f50 * 1000, 2),
+                                                   "bare_p99_ms": round(f99 * 1000, 2), "errors": errors,
+                                                   "bare_errors": bare_errors}
+                    if level == levels[-1]:
+                        figures["rows"] += [figure(f"{kind} p50 @{level}", p50, f50, "≤ 1.25× bare"),
+                                            figure(f"{kind} p99 @{level}", p99, f99, "≤ 1.5× bare, < 300 ms")]
+            loaded = steward.rss_mib()
+            figures["bot_rss_mib"] = {"idle": round(idle, 1), "after_load": round(loaded, 1)}
+            figures["rows"].append({"figure": "bot RSS idle → after load", "value": f"{idle:.0f} → {loaded:.0f} MiB"})
+            print(f"  bot resident memory (master + 2 workers): {idle:.0f} MiB idle, {loaded:.0f} MiB after the load")
+        finally:
+            steward.stop()
+            bare.stop()
+    return figures

@@ -1,0 +1,58 @@
+"""The floor under Steward's acks: a bare Bolt app whose listeners only ack, on `steward serve`'s own server.
+
+`python -m bench.bare_bolt --port P --workers N --threads T` runs `steward.server.serve_http` itself, the
+same gunicorn configuration, with the Steward app swapped for this one, so the ratio of the two
+latencies is what Steward's listeners and middleware add. Reads SLACK_SIGNING_SECRET and
+SLACK_BOT_TOKEN from the environment, as `steward serve` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.app import wsgi_app
+from steward import runtime, server
+from workflows.settings import Settings
+
+ANYTHING = re.compile(".*")
+
+
+def bare_app(settings: Settings) -> App:
+    """A Bolt app acking every command, action and view submission, and doing nothing else."""
+    # Bolt authorizes each request with auth.test (cached), so the floor pays for that as Steward does.
+    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    app = App(signing_secret=settings.slack_signing_secret.get_secret_value(), client=client,
+              token_verification_enabled=False)
+
+    def ack_only(ack: Any) -> None:
+        ack()
+
+    app.command(ANYTHING)(ack_only)
+    app.action(ANYTHING)(ack_only)
+    app.view(ANYTHING)(ack_only)
+    return app
+
+
+def main() -> None:
+    """Serve the bare app with `steward serve`'s server and options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    settings = Settings()
+    # Swap only what is served: serve_http builds it in each worker through these two names.
+    runtime.build_bot = lambda settings, engine: bare_app(settings)
+    server.bot_wsgi_app = lambda app, settings, engine: wsgi_app(app)
+    server.serve_http(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                      graceful_timeout=5)
+
+
+if __name__ == "__main__":
+    main()

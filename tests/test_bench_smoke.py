@@ -1,0 +1,52 @@
+"""`python -m bench --size tiny` runs every benchmark end to end: a smoke test, never a timing test.
+
+It asserts only that each benchmark printed its figures and wrote its JSON, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import BENCHMARKS, parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+# The ack benchmark serves one database, PostgreSQL when it is given (what production runs).
+ON_BOTH = {"search", "sweep", "evidence"}
+ON_POSTGRES = {"ack", "decisions"}
+BENCH_REDIS_DB = 11
+
+
+def test_every_benchmark_runs_at_tiny_size_on_both_databases(tmp_path, postgres_url, redis_url):
+    # The decisions benchmark empties its Redis database: one no test uses.
+    bench_redis = redis_url.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
+    done = subprocess.run([sys.executable, "-m", "bench", "--size", "tiny", "--results", str(tmp_path),
+                           "--database-url", postgres_url, "--redis-url", bench_redis], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = done.stdout.split("\nbenchmark ", 1)[1]
+    for name in BENCHMARKS:
+        document = json.loads((tmp_path / f"{name}.json").read_text())
+        assert document["benchmark"] == name and document["figures"]["size"] == "tiny"
+        assert document["machine"]["cpus"] >= 1
+        rows = document["figures"]["rows"]
+        assert rows, name
+        if name in ON_BOTH:
+            assert {row["figure"].split()[0] for row in rows} == {"sqlite", "postgresql"}, name
+        else:
+            assert name in ON_POSTGRES and "sqlite" not in json.dumps(rows), name
+        for row in rows:
+            assert f"{name:<10} {row['figure']}" in summary
+
+
+def test_a_benchmark_can_be_chosen_and_an_unknown_one_is_refused(capsys):
+    assert parse_args(["--only", "search", "sweep"]).only == ["search", "sweep"]
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--only", "nonsense"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
