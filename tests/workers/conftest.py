@@ -4,6 +4,7 @@ renderers, and helpers to read what was enqueued on the embedded file broker."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,6 +117,13 @@ def settings(tmp_path) -> Settings:
 def context(engine: Engine, client: WebClient, settings: Settings, clock: Clock, policy: Policy) -> WorkerContext:
     """A worker context on the test database, the fake Slack API, the default policy and the test clock."""
     return WorkerContext(engine=engine, client=client, settings=settings, now=clock, renderer=render, policy=policy)
+
+
+@pytest.fixture
+def ctx(context: WorkerContext) -> WorkerContext:
+    """The worker context with a renderer that draws from the stored request and grant (modules with
+    other needs define their own `ctx`)."""
+    return replace(context, renderer=render_state)
 
 
 def add(engine: Engine, now: datetime, method: OutboxMethod | str = OutboxMethod.POST, *, text: str = "hello",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import pytest
 
@@ -21,7 +20,7 @@ from tests.factories import (
     policy_with,
     reload_request,
 )
-from tests.workers.conftest import render_state, run_message, take_messages
+from tests.workers.conftest import run_message, take_messages
 from workers.celery_app import make_celery
 from workers.delivery import Outcome
 from workers.tasks import (
@@ -37,12 +36,6 @@ from workflows.outbox import OutboxMethod
 from workflows.settings import Settings
 
 OWNER_DM = f"D{OWNER}"  # the fake Slack API's DM channel id for a user
-
-
-@pytest.fixture
-def ctx(context):
-    """The worker context with a renderer that draws from the stored request and grant."""
-    return replace(context, renderer=render_state)
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import inspect
 
 from tests.factories import (
-    log_actions,
     GOV1,
     OWNER,
     REQUESTER,
     last_outbox_id,
+    log_actions,
     make_asset,
     make_grant,
     make_request,

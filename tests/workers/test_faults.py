@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from tests.factories import OWNER, make_asset, make_request, members, reload_request
-from tests.workers.conftest import add, render_state, take_messages
+from tests.workers.conftest import add, take_messages
 from workers.celery_app import make_celery
 from workers.delivery import IN_FLIGHT, METADATA_EVENT, Outcome, deliver
 from workers.slack_client import make_slack_client
@@ -22,12 +22,6 @@ from workflows.models import OutboxMessage
 from workflows.settings import Settings
 
 OWNER_DM = f"D{OWNER}"
-
-
-@pytest.fixture
-def ctx(context):
-    """The worker context with a renderer that draws from the stored request and grant."""
-    return replace(context, renderer=render_state)
 
 
 @pytest.fixture
