@@ -21,6 +21,7 @@ ON_POSTGRES = {"ack", "decisions"}
 BENCH_REDIS_DB = 11
 
 
+@pytest.mark.timeout(660)  # five benchmarks' setup (databases, worker processes) outlasts the default
 def test_every_benchmark_runs_at_tiny_size_on_both_databases(tmp_path, postgres_url, redis_url):
     # The decisions benchmark empties its Redis database: one no test uses.
     bench_redis = redis_url.rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
