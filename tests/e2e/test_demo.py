@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # the story runs under STORY_SECONDS
 
 STORY_SECONDS = 150  # generous: CI machines are shared; the demo itself reports how long it took
 SCENES = ("1. Register", "2. Classify", "3. Dan asks", "4. Security denies", "5. Dan asks again",
