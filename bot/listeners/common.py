@@ -25,6 +25,7 @@ T = TypeVar("T")
 UNEXPECTED = "Steward hit an unexpected problem and has logged it. Nothing was changed; please try again."
 STALE_FORM = "This form is out of date. Close it and start again."
 SLACK_REFUSED = "Slack did not accept that just now, so nothing was changed. Please try again."
+SLACK_SILENT = "Slack did not answer in time. Please try again."
 DEACTIVATED = "Your Slack account is deactivated, so Steward takes no action from it."
 
 
@@ -85,6 +86,10 @@ def answer_errors(respond: Callable[..., Any], fn: Callable[[], None]) -> None:
         # Slack refusing a call (an expired trigger_id, a view it rejects) is Slack's answer, not a bug.
         log.warning("Slack refused %s: %s", exc.response.api_url.rsplit("/", 1)[-1], exc.response.get("error"))
         ephemeral(respond, [section(SLACK_REFUSED)], SLACK_REFUSED)
+    except OSError as exc:
+        # No answer from Slack in time (or no connection): the person can simply try again.
+        log.warning("Slack did not answer: %s", type(exc).__name__)
+        ephemeral(respond, [section(SLACK_SILENT)], SLACK_SILENT)
     except Exception:
         log.exception("listener failed")
         respond(response_type="ephemeral", replace_original=False, text=UNEXPECTED)

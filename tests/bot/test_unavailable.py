@@ -7,8 +7,9 @@ from slack_sdk import WebClient
 
 from bot.app import create_app
 from bot.context import BotContext
-from workers.directory import Directory
+from bot.listeners.common import SLACK_SILENT, answer_errors
 from tests.bot.conftest import SECRET, TOKEN, Harness, submission
+from workers.directory import Directory
 from workflows.db import make_engine
 from workflows.settings import Settings
 
@@ -37,3 +38,14 @@ def test_a_submission_keeps_the_modal_open_with_the_reason(down):
     body = json.loads(down.interact(submission(view, {"name": "Churn events"})).body)
     assert body["response_action"] == "errors"
     assert "The database cannot be reached" in body["errors"]["name"]
+
+
+def test_slack_not_answering_a_listeners_call_is_a_polite_retry_not_a_traceback(caplog):
+    replies = []
+
+    def open_modal_in_time() -> None:
+        raise TimeoutError("timed out")  # what urllib raises when Slack does not answer views.open in time
+
+    answer_errors(lambda **reply: replies.append(reply), open_modal_in_time)
+    assert [r["text"] for r in replies] == [SLACK_SILENT] and replies[0]["response_type"] == "ephemeral"
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info], caplog.text
