@@ -70,7 +70,9 @@ KILL_EVERY_SECONDS = 8.0
 REDIS_RESTART_AT = 12.0   # seconds into the run
 PG_OUTAGE_AT = 30.0
 PG_OUTAGE_SECONDS = 10.0
-ATTEMPTS = 5              # a person retries a refused form or click this often
+ATTEMPTS = 8              # a person retries a refused form or click this often, waiting longer each time:
+RETRY_PAUSE_SECONDS = 0.5  # 0.5, 1, 2, 4, 8, 8, 8 s: together longer than the database outage, as people
+MAX_RETRY_PAUSE_SECONDS = 8.0  # shown "try again" do not hammer the button while everything is down
 # How long an acknowledged action may take to show: a decision waits out the database outage and a
 # killed worker's task comes back after the broker's visibility timeout.
 SETTLE_SECONDS = 150.0
@@ -226,6 +228,12 @@ def _post(bot: str, body: str, headers: dict[str, str]) -> requests.Response:
     return requests.post(f"{bot}/slack/events", data=body.encode(), headers=headers, timeout=30)
 
 
+def pause_before(attempt: int) -> None:
+    """Wait before a person's next try, longer after each refusal (none before the first)."""
+    if attempt:
+        time.sleep(min(RETRY_PAUSE_SECONDS * 2 ** (attempt - 1), MAX_RETRY_PAUSE_SECONDS))
+
+
 # ---- one request's life ----------------------------------------------------------------------------
 
 
@@ -250,7 +258,8 @@ class Lives:
 
     def file(self, life: Life) -> int | None:
         """Ask for access through the request modal; the request's id once it exists."""
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
+            pause_before(attempt)
             form = self.people.open_form(f"request {life.slug}", user=life.requester, rng=life.rng)
             if form is None:
                 continue
@@ -282,7 +291,8 @@ class Lives:
         if message is None:
             life.lost.append(f"{approver} never got the approval DM")
             return False
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
+            pause_before(attempt)
             started, started_at = self.stack.fake.call_count(), time.monotonic() - self.people.began
             if verdict == APPROVE:
                 _, name, since = self.people.click(message, Action.APPROVE, user=approver, rng=life.rng)
