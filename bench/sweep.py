@@ -118,6 +118,10 @@ def _drain(engine: Engine, context: WorkerContext, due: int) -> tuple[float, int
     return seconds, sweeps, len(seen)
 
 
+def _sweeps(count: int) -> str:
+    return f"{count} sweep" if count == 1 else f"{count} sweeps"
+
+
 def run(run: Run) -> dict[str, Any]:
     """Seed, sweep, print; return the figures."""
     assets = run.pick(500, 10_000, 100_000)
@@ -147,9 +151,9 @@ def run(run: Run) -> dict[str, Any]:
             with engine.begin() as conn:
                 conn.execute(update(Grant).where(Grant.id <= due).values(expires_at=NOW - timedelta(hours=1)))
             seconds, sweeps, enqueued = _drain(engine, context, due)
-            print(f"  1% due ({due:,} grants expire): all {enqueued:,} enqueued by {sweeps} sweeps taking "
+            print(f"  1% due ({due:,} grants expire): all {enqueued:,} enqueued by {_sweeps(sweeps)} taking "
                   f"{seconds * 1000:.0f} ms of sweeping in all")
             figures[f"{backend} due"] = {"due": due, "enqueued": enqueued, "sweeps": sweeps,
                                          "sweep_seconds": round(seconds, 3)}
-            figures["rows"].append(figure(f"{backend} 1% due ({due:,}), {sweeps} sweeps", seconds, None, GOAL_DUE))
+            figures["rows"].append(figure(f"{backend} 1% due ({due:,}), {_sweeps(sweeps)}", seconds, None, GOAL_DUE))
     return figures

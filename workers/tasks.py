@@ -56,6 +56,9 @@ RUN_DUE = "steward.run_due"
 PROVISION = "steward.provision"
 SWEEP = "steward.sweep"
 BATCH_SIZE = 20
+# Due items of one kind a sweep hands out at most: a whole day's expiries of a large organisation go in
+# one sweep (ids only, a few hundred KB); a larger backlog drains over the next sweeps.
+SWEEP_LIMIT = 20_000
 # Consumed broker messages kept on disk for a while (for debugging), then removed by the sweep.
 KEEP_PROCESSED = timedelta(days=1)
 TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
@@ -218,16 +221,18 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
     Due webhook provisioning jobs go to `enqueue_provision` (default: the provision task)."""
     now, policy = context.now(), context.get_policy()
     with transaction(context.engine) as session:
+        # The outbox keeps its own smaller page: Slack's rate limits, not the sweep, bound delivery.
         outbox_ids = due_message_ids(session=session, now=now)
-        work = deadlines.due_work(session=session, now=now, policy=policy)
-        job_ids = provisioning.due_job_ids(session=session, now=now)
+        work = deadlines.due_work(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)
+        job_ids = provisioning.due_job_ids(session=session, now=now, limit=SWEEP_LIMIT)
         anchor_due = bool(policy.channels.audit) and anchors.anchor_due(session=session, now=now)
         review_work = {DueKind.REVIEW_SCHEDULE: reviews.assets_to_schedule(session=session, now=now),
-                       DueKind.REVIEW_NUDGE: reviews.due_nudge_ids(session=session, now=now)}
+                       DueKind.REVIEW_NUDGE: reviews.due_nudge_ids(session=session, now=now, limit=SWEEP_LIMIT)}
         overdue_due = reviews.escalation_due(session=session, now=now, policy=policy)
         recert_work = {
-            DueKind.RECERT_START: recertification.assets_due(session=session, now=now, policy=policy),
-            DueKind.RECERT_ESCALATION: recertification.escalations_due(session=session, now=now, policy=policy)}
+            DueKind.RECERT_START: recertification.assets_due(session=session, now=now, limit=SWEEP_LIMIT),
+            DueKind.RECERT_ESCALATION: recertification.escalations_due(session=session, now=now, policy=policy,
+                                                                       limit=SWEEP_LIMIT)}
     counts = {OUTBOX: len(outbox_ids)}
     for batch in _batches(outbox_ids, batch_size):
         enqueue_delivery(batch)

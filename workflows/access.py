@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from workflows import audit, lineage, provisioning
+from workflows import audit, lineage, provisioning, recert_schedule
 from workflows.details import field_errors
 from workflows.enums import (
     AccessLevel, AssetKind, AssetStatus, EdgeType, GrantStatus, RequestStatus, RiskTier, Sensitivity,
@@ -326,6 +326,8 @@ def approve_without_steps(session: Session, request: AccessRequest, *, approver_
     _resolve(session, request, RequestStatus.APPROVED, by=approver_id, note=note, now=now)
     connector = provisioning.connector_for(session=session, asset_id=request.asset_id, policy=policy)
     grant, new = _grant_for(session, request, now, connector=connector)
+    if new:
+        recert_schedule.schedule_live_grant(session=session, asset_id=grant.asset_id, now=now, policy=policy)
     after = {"grantee": grant.grantee_id, "level": grant.level.value, "expires_at": grant.expires_at.isoformat()}
     if grant.status == GrantStatus.PROVISIONING:
         after |= {"status": grant.status.value, "connector": connector[0]}

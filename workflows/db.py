@@ -6,8 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from workflows.errors import DomainError
@@ -15,6 +18,28 @@ from workflows.errors import DomainError
 
 class DatabaseUnavailable(DomainError):
     """The database cannot be reached."""
+
+
+_UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless its key is taken; True if this call inserted it."""
+    # The key decides between racing first-comers. ON CONFLICT DO NOTHING lets the loser find out
+    # without an error in the server's log; RETURNING says who won, since drivers need not report a
+    # row count for an INSERT (psycopg's comes back as -1).
+    dialect = session.get_bind().dialect.name
+    if dialect in _UPSERT_INSERTS:
+        key = next(iter(table.primary_key.columns))
+        statement = _UPSERT_INSERTS[dialect](table).values(**values).on_conflict_do_nothing().returning(key)
+        return session.exec(statement).first() is not None
+    # Elsewhere the savepoint keeps the caller's transaction usable after the loser's error.
+    try:
+        with session.begin_nested():
+            session.exec(insert(table).values(**values))
+    except IntegrityError:
+        return False
+    return True
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

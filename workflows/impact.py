@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from workflows import audit, lineage
+from workflows import audit, lineage, recert_schedule
 from workflows.enums import AssetKind, AssetStatus, GrantStatus, RiskTier, Sensitivity
 from workflows.models import Asset, Grant
 from workflows.outbox import OutboxMethod, add_message
@@ -140,6 +140,7 @@ def assess_dataset_change(*, session: Session, dataset: Asset, before: dict[str,
             after={"asset": grant.asset_id, "grantee": grant.grantee_id, "level": grant.level.value,
                    "dataset": dataset.id, "reason": _reason(changes)},
         )
+    recert_schedule.bring_forward(session=session, asset_ids=[g.asset_id for g in recertify], now=now)
     for owner in notified:
         mine = owners[owner]
         add_message(session=session, method=OutboxMethod.DM, user=owner, now=now,

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session
 
+from workflows.db import insert_if_absent
 from workflows.models import LeaderLock
-
-_UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def acquire_lease(*, session: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
@@ -51,19 +48,4 @@ def _renew_or_take_over(
 
 
 def _insert_if_absent(session: Session, *, name: str, holder: str, expires_at: datetime) -> bool:
-    # The primary key decides between racing first-comers. ON CONFLICT DO NOTHING lets the loser
-    # find out without an error in the server's log on every idle tick; RETURNING says who won,
-    # since drivers need not report a row count for an INSERT (psycopg's comes back as -1).
-    table, values = LeaderLock.__table__, {"name": name, "holder": holder, "expires_at": expires_at}
-    dialect = session.get_bind().dialect.name
-    if dialect in _UPSERT_INSERTS:
-        statement = (_UPSERT_INSERTS[dialect](table).values(**values).on_conflict_do_nothing()
-                     .returning(table.c.name))
-        return session.exec(statement).first() is not None
-    # Elsewhere the savepoint keeps the caller's transaction usable after the loser's error.
-    try:
-        with session.begin_nested():
-            session.exec(insert(table).values(**values))
-    except IntegrityError:
-        return False
-    return True
+    return insert_if_absent(session, LeaderLock.__table__, {"name": name, "holder": holder, "expires_at": expires_at})

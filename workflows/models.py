@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlmodel import Field, SQLModel
 
 from workflows.enums import (
@@ -292,14 +293,17 @@ class AssetReview(SQLModel, table=True):
 
 
 class RecertSchedule(SQLModel, table=True):
-    """When an asset's grants are next recertified by its owner. The sweep reads `next_due_at` through its
-    index; `honoured_seq` is the last `grant.recertification_requested` log entry that started a campaign."""
+    """When an asset's grants are next recertified by its owner; every asset with a live grant has one.
+    The sweep reads `next_due_at` through its index; `honoured_seq` is the last
+    `grant.recertification_requested` log entry that started a campaign. A `provisional` row was made when
+    a grant went live, due as early as any tier could be; its first campaign check settles the real date."""
 
     __tablename__ = "recert_schedule"
 
     asset_id: int = Field(foreign_key="asset.id", primary_key=True, ondelete="CASCADE")
     next_due_at: datetime = _utc_column(nullable=False, index=True)
     honoured_seq: int = 0
+    provisional: bool = Field(default=False, sa_column_kwargs={"server_default": sa_false()})
 
 
 class RecertCampaign(SQLModel, table=True):

@@ -7,10 +7,12 @@ Transitions of a campaign item (one grant of one campaign):
     kept / revoked: final ("already decided by @x")
 
 - When. `recert_schedule.next_due_at` (indexed) holds each asset's next campaign: first its earliest active
-  grant's start plus the tier's `recertify_interval` (policy), then one interval after each period. An
-  asset gets its row once one of its grants is older than the shortest interval any tier may have. A
-  `grant.recertification_requested` decision-log entry (written by impact analysis) newer than the row's
-  `honoured_seq` makes the asset due at once. The sweep reads all three through indexes (`assets_due`).
+  grant's start plus the tier's `recertify_interval` (policy), then one interval after each period. A grant
+  going live gives its asset a provisional row, due after the shortest interval any tier may have, which
+  the first check here settles (`workflows/recert_schedule.py`). Impact analysis writes a
+  `grant.recertification_requested` decision-log entry and brings the row forward; an entry newer than the
+  row's `honoured_seq` marks the campaign as requested. The sweep reads one index range (`assets_due`), so
+  its cost does not grow with the number of grants.
 - A campaign (`start_due`) is one row per asset and period, with one item per grant active at its start,
   and one DM to the owner (pages of PAGE_SIZE grants, so each stays under Slack's 50 blocks) listing every
   grant with Keep and Revoke, and a Keep all. An orphaned asset's campaign goes to the governance channel.
@@ -26,12 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from workflows import access, audit, inventory, orphans
-from workflows.enums import AssetStatus, GrantStatus, RiskTier
+from workflows.enums import AssetStatus, GrantStatus
 from workflows.errors import Conflict, NotAllowed, NotFound
 from workflows.inventory import Actor
 from workflows.models import (
@@ -75,25 +77,10 @@ class CampaignFacts:
 # ---- what the sweep asks -------------------------------------------------------------------------------
 
 
-def assets_due(*, session: Session, now: datetime, policy: Policy, limit: int = BATCH) -> list[int]:
-    """Asset ids whose recertification is due, not yet scheduled, or requested by impact analysis."""
-    scheduled = session.exec(select(RecertSchedule.asset_id).where(RecertSchedule.next_due_at <= now)
-                             .order_by(col(RecertSchedule.next_due_at)).limit(limit)).all()
-    live = col(Grant.status).in_([s.value for s in LIVE])
-    # An asset is scheduled once a grant on it is older than the shortest interval any tier may have: no
-    # asset can be due sooner, and younger grants cost the sweep nothing.
-    oldest = now - min(policy.recertify_interval(t) for t in RiskTier)
-    unscheduled = session.exec(
-        select(Grant.asset_id).outerjoin(RecertSchedule, RecertSchedule.asset_id == Grant.asset_id)
-        .where(live, Grant.granted_at <= oldest, col(RecertSchedule.asset_id).is_(None))
-        .distinct().limit(limit)).all()
-    requested = session.exec(
-        select(Grant.asset_id).join(DecisionLogEntry, DecisionLogEntry.subject_id == Grant.id)
-        .outerjoin(RecertSchedule, RecertSchedule.asset_id == Grant.asset_id)
-        .where(DecisionLogEntry.action == REQUESTED, DecisionLogEntry.subject_type == "grant", live,
-               or_(col(RecertSchedule.asset_id).is_(None), DecisionLogEntry.seq > RecertSchedule.honoured_seq))
-        .distinct().limit(limit)).all()
-    return list(dict.fromkeys([*scheduled, *unscheduled, *requested]))[:limit]
+def assets_due(*, session: Session, now: datetime, limit: int = BATCH) -> list[int]:
+    """Asset ids whose recertification is due or was requested, earliest first (one index range)."""
+    return list(session.exec(select(RecertSchedule.asset_id).where(RecertSchedule.next_due_at <= now)
+                             .order_by(col(RecertSchedule.next_due_at)).limit(limit)).all())
 
 
 def escalations_due(*, session: Session, now: datetime, policy: Policy, limit: int = BATCH) -> list[int]:
@@ -245,11 +232,13 @@ def _live_grants(session: Session, asset_id: int) -> list[Grant]:
 
 
 def _schedule(session: Session, asset: Asset, grants: list[Grant], policy: Policy) -> RecertSchedule:
+    # A provisional row (or none) is settled here: first due one interval after the earliest live grant.
     row = session.exec(select(RecertSchedule).where(RecertSchedule.asset_id == asset.id).with_for_update()).first()
-    if row is None:
+    if row is None or row.provisional:
         first = min((g.granted_at for g in grants), default=None)
         start = first if first is not None else asset.created_at
-        row = RecertSchedule(asset_id=asset.id, next_due_at=start + policy.recertify_interval(asset.effective_tier))
+        row = row or RecertSchedule(asset_id=asset.id, honoured_seq=0)
+        row.next_due_at, row.provisional = start + policy.recertify_interval(asset.effective_tier), False
         session.add(row)
         session.flush()
     return row

@@ -14,7 +14,7 @@ from bot.views.messages import render_outbox
 from tests.factories import OWNER, classify_system, log_actions, log_entries, make_asset, make_grant
 from tests.workers.test_reviews import tick
 from workers.celery_app import WorkerContext
-from workflows import audit, recertification
+from workflows import audit, recert_schedule, recertification
 from workflows.db import transaction
 from workflows.inventory import Actor
 from workflows.models import Asset, OrphanedAsset, RecertCampaign
@@ -128,6 +128,7 @@ def test_an_impact_analysis_request_starts_a_campaign_at_the_next_sweep(engine, 
                            subject_id=grant.id, subject_slug=asset.slug, now=clock.now,
                            after={"asset": asset.id, "grantee": GRANTEE, "level": "read", "dataset": 0,
                                   "reason": "upstream dataset raised from internal to restricted"})
+        recert_schedule.bring_forward(session=s, asset_ids=[asset.id], now=clock.now)  # as impact analysis does
     clock.advance(minutes=1)
     tick(rctx)
     assert len(recert_dms(fake, OWNER)) == 1

@@ -9,7 +9,7 @@ import pytest
 from tests.factories import (
     OTHER, OWNER, chain_ok, classify_system, edit_asset, log_entries, make_asset, outbox_rows, retire,
 )
-from workflows import impact
+from workflows import impact, recertification
 from workflows.db import transaction
 from workflows.enums import AccessLevel, AssetKind, GrantStatus, RequestStatus
 from workflows.models import AccessRequest, Asset, Grant
@@ -166,6 +166,9 @@ def test_marking_personal_data_tells_each_affected_owner_once_logs_and_queues_re
     assert {e.subject_slug for e in recert} == {"scorer", "loan-approval"}
     assert "personal data" in recert[0].after["reason"]
     assert chain_ok(engine)
+    with transaction(engine) as s:  # the sweep finds them through the schedule alone, due at once
+        due = recertification.assets_due(session=s, now=now)
+    assert sorted(due) == sorted([world["scorer"].id, world["approval"].id])
 
 
 def test_the_editor_is_not_told_and_an_owner_of_two_gets_one_dm(engine, policy, now):

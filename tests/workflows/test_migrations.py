@@ -119,6 +119,38 @@ def test_downgrade_to_base_leaves_no_tables_and_upgrades_again(fresh_engine):
     assert schema_differences(fresh_engine) == []
 
 
+def test_0007_schedules_every_asset_with_a_live_grant_and_brings_requested_ones_forward(fresh_engine):
+    upgrade_database(fresh_engine, "0006")
+    at, far = "2026-01-05 09:00:00", "2027-06-01 09:00:00"
+    with fresh_engine.begin() as conn:
+        for asset_id, status in ((1, "active"), (2, "active"), (3, "expired"), (4, "provisioning")):
+            conn.execute(text("INSERT INTO asset (id, kind, name, slug, owner_id, team, location_uri, description, "
+                              "version, license, sensitivity, contains_personal_data, status, details, created_by, "
+                              "created_at, updated_at) VALUES (:id, 'model', :name, :name, 'U0OWNER1', '', '', '', "
+                              "'', '', 'internal', false, 'active', '{}', 'U0OWNER1', :at, :at)"),
+                         {"id": asset_id, "name": f"a{asset_id}", "at": at})
+            conn.execute(text("INSERT INTO access_request (id, asset_id, requester_id, level, duration_hours, "
+                              "justification, emergency, status, created_at, resolved_by, resolution_note, reminders_sent) "
+                              "VALUES (:id, :id, 'U0OTHER1', 'read', 24, '', false, 'approved', :at, '', '', 0)"), {"id": asset_id, "at": at})
+            conn.execute(text("INSERT INTO access_grant (id, request_id, asset_id, grantee_id, level, emergency, "
+                              "status, granted_at, expires_at, ended_by, end_reason) VALUES (:id, :id, :id, "
+                              "'U0OTHER1', 'read', false, :status, :at, :far, '', '')"),
+                         {"id": asset_id, "status": status, "at": at, "far": far})
+        conn.execute(text("INSERT INTO recert_schedule (asset_id, next_due_at, honoured_seq) VALUES (2, :far, 0)"),
+                     {"far": far})
+        conn.execute(text("INSERT INTO decision_log (seq, at, actor, action, subject_type, subject_id, subject_slug, "
+                          "prev_hash, hash) VALUES (1, :at, 'U0OWNER1', 'grant.recertification_requested', "
+                          "'grant', 2, 'a2', '', 'h1')"), {"at": at})
+
+    upgrade_database(fresh_engine)
+
+    with fresh_engine.connect() as conn:
+        rows = conn.execute(text("SELECT asset_id, next_due_at, provisional FROM recert_schedule "
+                                 "ORDER BY asset_id")).all()
+    assert [(asset_id, bool(provisional)) for asset_id, _, provisional in rows] == [(1, True), (2, False), (4, True)]
+    assert all(str(due)[:4] == "2026" for _, due, _ in rows)  # due now: the first campaign check settles them
+
+
 def test_the_parity_check_notices_a_column_type_that_drifted(fresh_postgres):
     upgrade_database(fresh_postgres)
     with fresh_postgres.connect() as conn, conn.begin() as trans:

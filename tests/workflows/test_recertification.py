@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from sqlmodel import select
+from sqlmodel import select, update
 
 from bot.views.messages import render_outbox
 from tests.factories import ADMIN, OTHER, OWNER, chain_ok, log_actions, log_entries, make_asset, make_grant
-from workflows import audit, orphans, recertification
+from workflows import audit, orphans, recert_schedule, recertification
 from workflows.db import transaction
 from workflows.enums import GrantStatus, RiskTier
 from workflows.errors import Conflict, NotAllowed
@@ -83,13 +83,16 @@ def test_the_sweep_schedules_an_asset_from_its_first_grant_and_starts_when_due(e
     grants_for(engine, asset, rpolicy, now, [OTHER])
     month = now + timedelta(days=30)  # the shortest interval any tier may have (prohibited)
     with transaction(engine) as s:
-        assert recertification.assets_due(session=s, now=month - timedelta(minutes=1), policy=rpolicy) == []
-        assert recertification.assets_due(session=s, now=month, policy=rpolicy) == [asset.id]  # to schedule
+        provisional = recertification.schedule_of(session=s, asset_id=asset.id)
+        assert (provisional.next_due_at, provisional.provisional) == (month, True)  # from the grant going live
+        assert recertification.assets_due(session=s, now=month - timedelta(minutes=1)) == []
+        assert recertification.assets_due(session=s, now=month) == [asset.id]  # to settle
     assert start(engine, asset.id, rpolicy, month) is None
     with transaction(engine) as s:
-        assert recertification.schedule_of(session=s, asset_id=asset.id).next_due_at == now + timedelta(days=90)
-        assert recertification.assets_due(session=s, now=now + timedelta(days=89), policy=rpolicy) == []
-        assert recertification.assets_due(session=s, now=now + timedelta(days=90), policy=rpolicy) == [asset.id]
+        settled = recertification.schedule_of(session=s, asset_id=asset.id)
+        assert (settled.next_due_at, settled.provisional) == (now + timedelta(days=90), False)
+        assert recertification.assets_due(session=s, now=now + timedelta(days=89)) == []
+        assert recertification.assets_due(session=s, now=now + timedelta(days=90)) == [asset.id]
     started = start(engine, asset.id, rpolicy, now + timedelta(days=90))
     assert started is not None and started.period == now + timedelta(days=90)
     with transaction(engine) as s:
@@ -99,10 +102,28 @@ def test_the_sweep_schedules_an_asset_from_its_first_grant_and_starts_when_due(e
     assert "recertification.started" in log_actions(engine)
 
 
+def test_a_later_grant_keeps_the_schedule_and_one_after_all_ended_schedules_again(engine, rpolicy, now):
+    asset = make_asset(engine, policy=rpolicy, now=now)
+    grants_for(engine, asset, rpolicy, now, [OTHER])
+    assert start(engine, asset.id, rpolicy, now + timedelta(days=30)) is None  # settled: due in 90 days
+    grants_for(engine, asset, rpolicy, now + timedelta(days=40), ["U0THIRD1"])
+    with transaction(engine) as s:
+        assert recertification.schedule_of(session=s, asset_id=asset.id).next_due_at == now + timedelta(days=90)
+        s.exec(update(Grant).values(status=GrantStatus.EXPIRED))
+    assert start(engine, asset.id, rpolicy, now + timedelta(days=90)) is None  # nothing live: unscheduled
+    with transaction(engine) as s:
+        assert recertification.schedule_of(session=s, asset_id=asset.id) is None
+    later = now + timedelta(days=100)
+    grants_for(engine, asset, rpolicy, later, [OTHER])
+    with transaction(engine) as s:
+        assert recertification.schedule_of(session=s, asset_id=asset.id).next_due_at == later + timedelta(days=30)
+        assert recertification.assets_due(session=s, now=later) == []
+
+
 def test_an_asset_without_grants_is_never_due(engine, rpolicy, now):
     make_asset(engine, policy=rpolicy, now=now)
     with transaction(engine) as s:
-        assert recertification.assets_due(session=s, now=now + timedelta(days=400), policy=rpolicy) == []
+        assert recertification.assets_due(session=s, now=now + timedelta(days=400)) == []
 
 
 def test_keep_and_revoke_record_who_and_when_and_complete_the_campaign(engine, rpolicy, now):
@@ -221,17 +242,18 @@ def test_an_impact_analysis_request_makes_the_campaign_due_at_once_and_is_honour
     assert start(engine, asset.id, rpolicy, now) is None  # scheduled, due in 90 days
     later = now + timedelta(days=3)
     with transaction(engine) as s:
-        assert recertification.assets_due(session=s, now=later, policy=rpolicy) == []
+        assert recertification.assets_due(session=s, now=later) == []
         audit.append_entry(session=s, actor=ADMIN, action="grant.recertification_requested", subject_type="grant",
                            subject_id=grant.id, subject_slug=asset.slug, now=later,
                            after={"asset": asset.id, "grantee": OTHER, "level": "read", "dataset": 1,
                                   "reason": "upstream dataset marked as containing personal data"})
+        recert_schedule.bring_forward(session=s, asset_ids=[asset.id], now=later)  # as impact analysis does
     with transaction(engine) as s:
-        assert recertification.assets_due(session=s, now=later, policy=rpolicy) == [asset.id]
+        assert recertification.assets_due(session=s, now=later) == [asset.id]
     started = start(engine, asset.id, rpolicy, later)
     assert started is not None and started.period == later
     with transaction(engine) as s:
-        assert recertification.assets_due(session=s, now=later + timedelta(minutes=1), policy=rpolicy) == []
+        assert recertification.assets_due(session=s, now=later + timedelta(minutes=1)) == []
         assert recertification.schedule_of(session=s, asset_id=asset.id).next_due_at == later + timedelta(days=90)
     assert start(engine, asset.id, rpolicy, later + timedelta(minutes=1)) is None
     [entry] = [e for e in log_entries(engine) if e.action == "recertification.started"]
