@@ -111,7 +111,7 @@ def _insert_floor(engine: Engine, count: int) -> float:
 
 
 def _in_process(context: WorkerContext, filed: list[tuple[int, str]]) -> dict[str, float]:
-    """Mean ms of the decision transaction run here, and of the part holding the chain lock (append to commit)."""
+    """Mean ms of the decision transaction run here, and of the part holding the chain lock (from chaining at commit)."""
     locked: list[float] = []  # when this decision first took the chain lock
     real_lock = audit._lock_chain
 
@@ -129,7 +129,7 @@ def _in_process(context: WorkerContext, filed: list[tuple[int, str]]) -> dict[st
                                outcome=access.APPROVE, enqueue_jobs=lambda ids: None)
             done = time.perf_counter()
             total.append(done - started)
-            held.append(done - locked[0])  # the lock is held from the first append to commit
+            held.append(done - locked[0])  # the lock is held from chaining the entries (at commit) to the end
             tasks.deliver_batch(context=context, message_ids=ids)
             delivery.append(time.perf_counter() - done)
             messages += len(ids)
@@ -197,7 +197,7 @@ def run(run: Run) -> dict[str, Any]:
     print(f"  floor: Celery no-op round trip {noop_rate:8.1f} tasks/s  → ratio {rate / noop_rate:.2f}")
     print(f"  floor: insert-and-commit       {insert_rate:8.1f} rows/s   → ratio {rate / insert_rate:.2f}")
     print(f"  one decision transaction here: {timing['decision_ms']:.1f} ms, of which {timing['lock_held_ms']:.1f} ms"
-          f" hold the chain lock (append to commit): the chain caps at ~{1000 / timing['lock_held_ms']:.0f}/s")
+          f" hold the chain lock (chaining at commit): the chain caps at ~{1000 / timing['lock_held_ms']:.0f}/s")
     print(f"  delivering its {timing['messages_per_decision']:.1f} messages here: {timing['delivery_ms']:.1f} ms"
           " (claim, render, Slack call, mark sent: one transaction each side of the call)")
     print(f"  worker resident memory after the load: {rss:.0f} MiB")

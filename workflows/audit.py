@@ -14,7 +14,8 @@ from functools import partial
 from multiprocessing import current_process, get_all_start_methods, get_context
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, select
 
 from workflows.db import make_engine, transaction
@@ -62,11 +63,8 @@ def append_entry(
     after: dict[str, Any] | None = None,
     now: datetime,
 ) -> DecisionLogEntry:
-    """Append one entry to the chain inside the caller's transaction."""
-    _lock_chain(session)
-    head = session.exec(select(DecisionLogEntry).order_by(DecisionLogEntry.seq.desc()).limit(1)).first()
+    """Add one entry to the caller's transaction; it joins the chain (seq and hash) when that commits."""
     entry = DecisionLogEntry(
-        seq=(head.seq + 1) if head else 1,
         # Hash the time as it will read back from the database (UTC), or the chain would not verify.
         at=now.astimezone(UTC),
         actor=actor,
@@ -76,13 +74,47 @@ def append_entry(
         subject_slug=subject_slug,
         before=_jsonable(before),
         after=_jsonable(after),
-        prev_hash=head.hash if head else GENESIS_HASH,
+        prev_hash="",
         hash="",
     )
-    entry.hash = compute_hash(entry.prev_hash, entry)
-    session.add(entry)
-    session.flush()
+    if session.in_nested_transaction():
+        # A savepoint may roll back without the transaction: chain at once, so the entry goes with it.
+        _chain(session, [entry])
+    else:
+        session.info.setdefault(_PENDING, []).append(entry)
     return entry
+
+
+# Entries of a transaction waiting for its commit, in session.info. The chain is one sequence, so an append
+# holds its lock until commit: chaining them last keeps that to the inserts and the commit itself, not
+# the whole decision (routing, grant, outbox), which would cap every writer at one decision at a time.
+_PENDING = "steward_pending_log_entries"
+
+
+@event.listens_for(Session, "before_commit")
+def _chain_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        _chain(session, pending)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint within it
+        session.info.pop(_PENDING, None)
+
+
+def _chain(session: Session, entries: list[DecisionLogEntry]) -> None:
+    _lock_chain(session)
+    head = session.exec(select(DecisionLogEntry.seq, DecisionLogEntry.hash)
+                        .order_by(DecisionLogEntry.seq.desc()).limit(1)).first()
+    seq, prev_hash = head if head else (0, GENESIS_HASH)
+    for entry in entries:
+        seq += 1
+        entry.seq, entry.prev_hash = seq, prev_hash
+        entry.hash = prev_hash = compute_hash(prev_hash, entry)
+        session.add(entry)
+    session.flush()
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,50 @@ def test_concurrent_appends_never_fork_the_chain(engine, now):
     report = _verify(engine)
     assert report.ok, report.problem
     assert report.count == threads * per_thread
+
+
+def test_entries_join_the_chain_at_commit_in_the_order_they_were_added(engine, now):
+    _append(engine, now, 1)
+    with transaction(engine) as session:
+        first = audit.append_entry(session=session, actor="U0OWNER1", action="test.first", subject_type="test",
+                                   subject_id=None, now=now)
+        second = audit.append_entry(session=session, actor="U0OWNER1", action="test.second", subject_type="test",
+                                    subject_id=None, now=now)
+        assert (first.seq, second.seq) == (None, None)  # not chained before the commit
+    assert [(first.seq, second.seq), (second.prev_hash, first.prev_hash != "")] == [(2, 3), (first.hash, True)]
+    assert [e.action for e in _entries(engine)] == ["test.appended", "test.first", "test.second"]
+    assert _verify(engine).ok
+
+
+def test_an_entry_added_in_a_savepoint_that_rolls_back_is_gone_with_it(engine, now):
+    with transaction(engine) as session:
+        audit.append_entry(session=session, actor="U0OWNER1", action="test.kept", subject_type="test",
+                           subject_id=None, now=now)
+        with pytest.raises(RuntimeError), session.begin_nested():
+            audit.append_entry(session=session, actor="U0OWNER1", action="test.undone", subject_type="test",
+                               subject_id=None, now=now)
+            raise RuntimeError("the savepoint's change failed")
+    assert [(e.seq, e.action) for e in _entries(engine)] == [(1, "test.kept")]
+    assert _verify(engine).ok
+
+
+def test_an_open_transaction_that_logged_does_not_hold_up_other_writers(pg_engine, now):
+    # The chain lock is taken at commit, so a slow decision (routing, grant, outbox) does not queue the
+    # others behind it: another transaction appends and commits while this one is still open.
+    with transaction(pg_engine) as slow:
+        audit.append_entry(session=slow, actor="U0SLOW01", action="test.slow", subject_type="test",
+                           subject_id=None, now=now)
+        done = threading.Event()
+
+        def fast() -> None:
+            with transaction(pg_engine) as session:
+                audit.append_entry(session=session, actor="U0FAST01", action="test.fast", subject_type="test",
+                                   subject_id=None, now=now)
+            done.set()
+
+        writer = threading.Thread(target=fast)
+        writer.start()
+        assert done.wait(timeout=30), "the other writer waited for this transaction"
+        writer.join()
+    assert [e.action for e in _entries(pg_engine)] == ["test.fast", "test.slow"]
+    assert _verify(pg_engine).ok
