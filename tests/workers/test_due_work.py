@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import func, insert, inspect, select
 
 from tests.factories import (
     GOV1,
@@ -215,6 +215,24 @@ def test_work_done_is_not_swept_again(engine, ctx, clock, now, pending):
     assert due == set()
     assert counts["reminder"] == 0
     assert counts[OUTBOX] >= 1  # the reminder itself, awaiting delivery
+
+
+def test_a_large_day_of_expiries_is_handed_out_in_one_sweep(engine, ctx, clock, now, grant):
+    # Far more than one page of 500: a big organisation's expiries must not trickle out over many sweeps.
+    count = 1_200
+    with engine.begin() as conn:
+        request = conn.execute(select(AccessRequest.__table__).where(AccessRequest.id == grant.request_id)).one()
+        first = conn.execute(select(func.max(AccessRequest.id))).scalar_one() + 1
+        conn.execute(insert(AccessRequest.__table__),
+                     [{**request._asdict(), "id": first + n} for n in range(count)])
+        template = conn.execute(select(Grant.__table__).where(Grant.id == grant.id)).one()._asdict()
+        conn.execute(insert(Grant.__table__), [{**template, "id": first + n, "request_id": first + n}
+                                               for n in range(count)])
+
+    counts, due, _ = sweep_at(ctx, clock, now + 48 * HOUR)
+
+    assert counts["grant_expiry"] == count + 1
+    assert {item_id for kind, item_id in due if kind == "grant_expiry"} == {grant.id, *range(first, first + count)}
 
 
 def test_the_sweep_task_enqueues_run_due_and_those_enqueue_delivery(engine, ctx, settings, fake, clock, now,
