@@ -1,6 +1,6 @@
 """Telemetry of Slack requests: a request id in every log line, and latency by listener.
 
-`InstrumentedApp` is Bolt's App with three additions:
+`InstrumentedApp` is Bolt's App with these additions:
 
 - `dispatch` gives each request an id (REQUEST_ID, workers/logs.py), so every line logged while it is
   handled carries it, and times it. Bolt's own global middleware cannot do this: in its dispatcher
@@ -12,6 +12,13 @@
 - Its listener executor (`ContextExecutor`) carries the request's context into the listener's thread.
   In production (process_before_response off) Bolt answers Slack on `ack()` and lets the listener
   finish there: the request counts as done (REQUEST_SECONDS) when the last of its pieces has.
+- The executor puts acks first. Bolt hands each listener to the executor and has the request thread
+  wait for its `ack()`; with a small pool, the acks of new requests queued behind earlier listeners'
+  work after their acks (searches, Slack calls), which at 64 concurrent requests cost seconds. Now every
+  listener starts at once (the pool is as large as it needs to be), the request thread is woken the
+  moment `ack()` is called (not by Bolt's 10 ms polling), and after their acks at most
+  AFTER_ACK_SLOTS listeners per process run at once, so the work after acks cannot starve the next
+  acks of the GIL and CPU.
 
 ACK_SECONDS is observed the first time the request's `ack()` is called.
 """
@@ -32,7 +39,16 @@ from bot.ids import Command
 from workers.logs import REQUEST_ID
 from workers.metrics import ACK_SECONDS, REQUEST_SECONDS
 
-LISTENER_THREADS = 5  # Bolt's own default
+# Listener threads per process. Listeners waiting for an ack are at most one per gunicorn thread; the
+# rest are listeners after their ack, waiting for or holding an AFTER_ACK_SLOTS slot. Generous, so an
+# ack does not wait for a thread unless a burst leaves this many listeners unfinished.
+LISTENER_THREADS = 256
+# Listeners running their work after the ack at once, per process. On `bench --only ack` (2 workers on
+# 2 cores, 64 concurrent requests) 1, 2 or 4 slots gave like ack times, 8 or unbounded twice to four
+# times slower ones: the work after acks took the GIL from the next acks. Four keeps most of the
+# concurrency Bolt's own pool (5 threads) gave work that mostly waits on Slack.
+AFTER_ACK_SLOTS = 4
+ACK_WAIT_SECONDS = 3.0  # Bolt's own ack timeout: after it, Bolt stops waiting and answers without the ack
 MAX_LABEL = 64  # action and callback ids are ours and short; this only bounds a surprise
 SUBCOMMANDS = frozenset(c.value for c in Command)
 UNVERIFIED = "unverified"
@@ -80,25 +96,54 @@ def listener_name(body: dict[str, Any]) -> str:
 
 
 class ContextExecutor(ThreadPoolExecutor):
-    """Bolt's listener executor, running each function in the submitting request's context."""
+    """Bolt's listener executor: each listener runs at once, in the submitting request's context, and the
+    request thread returns as soon as the listener acks (see the module docstring)."""
 
-    def __init__(self, max_workers: int = LISTENER_THREADS) -> None:
+    def __init__(self, max_workers: int = LISTENER_THREADS, after_ack_slots: int = AFTER_ACK_SLOTS) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix="listener")
+        self._after_ack = threading.BoundedSemaphore(after_ack_slots)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Run `fn` in a copy of the caller's context; the request stays open until it returns."""
-        scope, context = _SCOPE.get(), contextvars.copy_context()
+        scope, context, on_request_thread = _SCOPE.get(), contextvars.copy_context(), _SLOT.get() is None
         if scope is not None:
             scope.hold()
 
         def run() -> Any:
+            slot = _Slot(self._after_ack)
+            _SLOT.set(slot)  # in this listener's own copy of the context: its ack() takes the slot
             try:
-                return context.run(fn, *args, **kwargs)
+                return fn(*args, **kwargs)
             finally:
+                slot.give_back()
                 if scope is not None:
+                    scope.acked.set()  # a listener that failed before acking: Bolt has its answer now
                     scope.release()
 
-        return super().submit(run)
+        future = super().submit(context.run, run)
+        if scope is not None and on_request_thread:
+            # Bolt polls for the ack every 10 ms once this returns; wait here to be woken the moment it comes.
+            scope.acked.wait(ACK_WAIT_SECONDS)
+        return future
+
+
+class _Slot:
+    """One listener's claim on an after-ack slot: taken at its first ack(), given back when it ends."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots, self._taken = slots, False
+
+    def take(self) -> None:
+        """Wait for a free slot (Slack has its answer already), unless this listener holds one."""
+        if not self._taken:
+            self._slots.acquire()
+            self._taken = True
+
+    def give_back(self) -> None:
+        """Free the slot, if this listener took one."""
+        if self._taken:
+            self._taken = False
+            self._slots.release()
 
 
 class _Scope:
@@ -106,6 +151,7 @@ class _Scope:
 
     def __init__(self) -> None:
         self.listener, self.started = UNVERIFIED, time.perf_counter()
+        self.acked = threading.Event()  # set by the first ack(), or when a listener ends without one
         self._running, self._lock = 1, threading.Lock()  # dispatch itself is the first piece
 
     def elapsed(self) -> float:
@@ -127,6 +173,8 @@ class _Scope:
 
 
 _SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("steward_request_scope", default=None)
+# Set only on listener threads (ContextExecutor): the after-ack slot the listener takes when it acks.
+_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("steward_after_ack_slot", default=None)
 
 
 def _name_listener(req: BoltRequest, resp: BoltResponse, next: Callable[[], None]) -> BoltResponse:
@@ -139,7 +187,7 @@ def _name_listener(req: BoltRequest, resp: BoltResponse, next: Callable[[], None
 
 
 class _TimedAck(Ack):
-    """Bolt's ack(), observing ACK_SECONDS the first time it is called."""
+    """Bolt's ack(), observing ACK_SECONDS and waking the request thread the first time it is called."""
 
     def __init__(self, scope: _Scope) -> None:
         super().__init__()
@@ -147,10 +195,16 @@ class _TimedAck(Ack):
 
     def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
         """Acknowledge, as Bolt's ack does."""
-        if not self._timed:
-            self._timed = True
-            ACK_SECONDS.labels(listener=self._scope.listener).observe(self._scope.elapsed())
-        return super().__call__(*args, **kwargs)
+        if self._timed:
+            return super().__call__(*args, **kwargs)
+        self._timed = True
+        ACK_SECONDS.labels(listener=self._scope.listener).observe(self._scope.elapsed())
+        response = super().__call__(*args, **kwargs)
+        self._scope.acked.set()  # wakes the request thread, which answers Slack
+        slot = _SLOT.get()
+        if slot is not None:
+            slot.take()  # the rest of the listener waits its turn; the ack is on its way already
+        return response
 
 
 def _label(kind: str, value: Any) -> str:

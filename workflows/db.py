@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers of different processes meet in SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +29,8 @@ class DatabaseUnavailable(DomainError):
 
 
 _UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+READ_ONLY = "steward_read_only"  # execution option marking read_transaction's connection
+WRITER_WAIT_SECONDS = 30  # as long as SQLite's busy_timeout below; then SQLite decides
 
 
 def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> bool:
@@ -73,17 +83,93 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         # Take the write lock up front: a read-then-write transaction (the hash chain's head,
-        # a uniqueness check) must not interleave with another writer's.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # a uniqueness check) must not interleave with another writer's. A read-only one begins
+        # deferred: in WAL mode it reads a snapshot, neither waiting for writers nor holding them up.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+    _WRITERS[engine] = _WriterQueue(path if path and path != ":memory:" else None)
     return engine
+
+
+class _WriterQueue:
+    """The SQLite writers of one database file, one at a time: threads queue on a lock, processes on a lock file.
+
+    SQLite's busy handler retries with sleeps growing to 100 ms, so with many writers waiting (a burst of
+    modal submissions, each writing before its ack) the last ones waited seconds after the lock was free.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._lock, self._path = threading.Lock(), f"{path}.writers" if path and fcntl else None
+        self._fd, self._pid = -1, 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold this writer's turn; after WRITER_WAIT_SECONDS go ahead anyway and let SQLite decide."""
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        if not self._lock.acquire(timeout=WRITER_WAIT_SECONDS):
+            yield
+            return
+        try:
+            fd = self._file()
+            locked = fd >= 0 and _flock(fd, deadline)
+            try:
+                yield
+            finally:
+                if locked:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _file(self) -> int:
+        # Opened once per process: a descriptor inherited across a fork would share its flock.
+        if self._path is not None and self._pid != os.getpid():
+            try:
+                self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            except OSError:  # a read-only folder: SQLite's busy handler still keeps writers apart
+                self._path = None
+        return self._fd if self._path is not None else -1
+
+
+def _flock(fd: int, deadline: float) -> bool:
+    # Another process holds the turn for one short transaction: poll finely (at most 5 ms late) until the
+    # deadline rather than block without one, so a stuck holder still ends in SQLite's "database is locked".
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()  # per SQLite engine
 
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
+    writers = _WRITERS.get(engine)
+    with writers.turn() if writers is not None else nullcontext(), _unit(engine) as session:
+        yield session
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Session]:
+    """A unit of work that only reads: on SQLite it neither queues behind writers nor holds them up."""
+    with _unit(engine, read_only=True) as session:
+        yield session
+
+
+@contextmanager
+def _unit(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
+            if read_only:
+                session.connection(execution_options={READ_ONLY: True})  # seen by _on_begin on SQLite
             yield session
     except OperationalError as exc:
         if _is_connection_error(exc):

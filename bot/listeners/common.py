@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
-from workflows.db import transaction
+from workflows.db import read_transaction, transaction
 from workflows.errors import DomainError, NotAllowed, NotFound
 from workflows.inventory import Actor
 from workflows.outbox import added_message_ids
@@ -51,8 +51,8 @@ def deactivated(ctx: BotContext, user_id: str) -> bool:
 
 
 def read(ctx: BotContext, fn: Callable[[Session], T]) -> T:
-    """Run a read in its own short transaction."""
-    with transaction(ctx.engine) as session:
+    """Run a read in its own short transaction (on SQLite, one that never waits for writers)."""
+    with read_transaction(ctx.engine) as session:
         return fn(session)
 
 
