@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from multiprocessing import current_process, get_all_start_methods, get_context
 from typing import Any
@@ -172,9 +173,11 @@ def verify_chain_batched(*, engine: Engine, batch_size: int = 5000) -> ChainRepo
 # ---- the fast path: prove an intact chain quickly, or hand over to the walk that explains -------------
 # A million entries through the walk above take ~40 s, mostly in ORM rows and type conversion. An
 # intact chain needs far less: every seq in place, every prev_hash equal to the hash before it, every
-# hash right. Those checks read plain driver rows and, for a large log, run in one process per core
-# over contiguous seq ranges (each entry's hash depends only on its own row and stored prev_hash). At
-# the first thing that is not so, the fast path gives up and _walk, unchanged, finds and names it.
+# hash right. Those checks read plain driver rows (times and JSON as text, one streaming query per range)
+# and build each entry's canonical JSON directly, byte for byte what compute_hash hashes; for a large log
+# they run in one process per core over contiguous seq ranges (each entry's hash depends only on its own
+# row and stored prev_hash). At the first thing that is not so, or any value it does not render exactly
+# as the walk would, the fast path gives up and _walk, unchanged, finds and names it.
 _PARALLEL_FROM = 200_000  # entries; below this, starting processes costs more than it saves
 _MAX_PROCESSES = 4
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
@@ -224,38 +227,138 @@ def _check_range_at(url: str, low: int, high: int, batch_size: int) -> tuple[str
 
 def _check_range(engine: Engine, low: int, high: int, batch_size: int) -> tuple[str | None, str]:
     """(the stored prev_hash of entry `low`, the hash of entry `high`) when entries low..high are all in
-    place, linked to each other and hash right; (None, "") at the first that is not."""
-    postgres = engine.dialect.name == "postgresql"
-    # The time as entry_body renders it; PostgreSQL formats it, SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff".
-    at = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')" if postgres else "at"
-    as_text = "::text" if postgres else ""
-    query = text(f"SELECT seq, {at}, actor, action, subject_type, subject_id, subject_slug, before{as_text}, "
-                 f"after{as_text}, prev_hash, hash FROM decision_log WHERE seq > :after AND seq <= :high "
-                 "ORDER BY seq LIMIT :limit")
+    place, linked to each other and hash right; (None, "") at the first that is not, or at anything this
+    path does not render exactly as compute_hash would (the walk then decides, and explains)."""
     first_prev: str | None = None
     prev, expected = "", low
-    while expected <= high:
-        with engine.connect() as conn:
-            rows = conn.execute(query, {"after": expected - 1, "high": high, "limit": batch_size}).all()
-        if not rows:
-            return None, ""
-        for seq, when, actor, action, subject_type, subject_id, slug, before, after, prev_hash, hash_ in rows:
+    sha256, string, canonical, render_at = hashlib.sha256, _encode_string, _canonical_json_of_text(), _render_at
+    batches = _range_batches(engine, low, high, batch_size)
+    try:
+        for seq, when, actor, action, subject_type, subject_id, slug, before, after, prev_hash, hash_ in (
+                row for batch in batches for row in batch):
             if seq != expected or (seq != low and prev_hash != prev):
                 return None, ""
-            if not postgres:
-                when = f"{when[:10]}T{when[11:]}+00:00"
-            body = {"seq": seq, "at": when, "actor": actor, "action": action, "subject_type": subject_type,
-                    "subject_id": subject_id, "subject_slug": slug, "before": _json(before), "after": _json(after)}
-            if hashlib.sha256((prev_hash + _ENCODE(body)).encode("utf-8")).hexdigest() != hash_:
+            # compute_hash(prev_hash, entry), spelled out: the body's keys in sorted order, each value
+            # encoded as canonical_json encodes it (strings must be str, or encode_basestring refuses).
+            body = (f'{prev_hash}{{"action":{string(action)},"actor":{string(actor)},"after":{canonical(after)},'
+                    f'"at":{string(render_at(when))},"before":{canonical(before)},"seq":{seq},'
+                    f'"subject_id":{subject_id if type(subject_id) is int else _ENCODE(subject_id)},'
+                    f'"subject_slug":{string(slug)},"subject_type":{string(subject_type)}}}')
+            if sha256(body.encode("utf-8")).hexdigest() != hash_:
                 return None, ""
             if seq == low:
                 first_prev = prev_hash
             prev, expected = hash_, expected + 1
-    return first_prev, prev
+    except Exception:  # noqa: BLE001 - a value the walk would trip on: let the walk meet it
+        return None, ""
+    finally:
+        batches.close()
+    return (first_prev, prev) if expected > high else (None, "")
 
 
-def _json(raw: str | None) -> Any:
-    return None if raw is None or raw == "null" else json.loads(raw)
+# encode_basestring is what canonical_json (ensure_ascii=False) applies to every str; it refuses non-str.
+_encode_string = json.encoder.encode_basestring
+_CHAIN_SELECT = ("SELECT seq, {at}, actor, action, subject_type, subject_id, subject_slug, {before}, {after}, "
+                 "prev_hash, hash FROM decision_log WHERE seq >= {low} AND seq <= {high} ORDER BY seq")
+
+
+def _range_batches(engine: Engine, low: int, high: int, batch_size: int) -> Generator[list[Any], None, None]:
+    """Entries low..high in seq order, `batch_size` at a time, as plain driver tuples of _CHAIN_SELECT's
+    columns: `at`, `before` and `after` as text. One streaming read (a server-side cursor on PostgreSQL),
+    so memory stays flat."""
+    raw = engine.raw_connection()
+    try:
+        if engine.dialect.name == "postgresql":
+            # A named (server-side) cursor: one statement, streamed `batch_size` rows per round trip (a
+            # keyset query per batch makes the server plan and seek again each time, and without
+            # statistics it sorts the whole rest of the range every time). The time comes as the server's
+            # plain ISO text of it in UTC (no to_char), which _render_at turns into entry_body's text.
+            raw.driver_connection.execute("SET LOCAL DateStyle = 'ISO, MDY'")  # what psycopg reads, too
+            cursor = raw.driver_connection.cursor("steward_verify_range")
+            cursor.execute(_CHAIN_SELECT.format(at="(at AT TIME ZONE 'UTC')::text", before="before::text",
+                                                after="after::text", low="%(low)s", high="%(high)s"),
+                           {"low": low, "high": high})
+        else:
+            # A plain autocommit read: no BEGIN IMMEDIATE, so it never takes SQLite's write lock.
+            cursor = raw.driver_connection.cursor()
+            cursor.execute(_CHAIN_SELECT.format(at="at", before="before", after="after", low="?", high="?"),
+                           (low, high))
+        while batch := cursor.fetchmany(batch_size):
+            yield batch
+        cursor.close()
+    finally:
+        raw.rollback()
+        raw.close()
+
+
+def _render_at(when: str) -> str:
+    """entry_body's "at" from the time as read in plain text: SQLite's stored "YYYY-MM-DD HH:MM:SS.ffffff",
+    or PostgreSQL's ISO text of the time in UTC, "YYYY-MM-DD HH:MM:SS" with up to six digits of fraction,
+    trailing zeros dropped. The walk reads either as a datetime (fromisoformat, psycopg) in UTC and renders
+    it with isoformat(timespec="microseconds"); for text in exactly that form, with real fields, that is
+    the same text with a "T", the fraction padded to six digits and "+00:00". Anything else raises, and
+    the walk decides."""
+    if _AT.fullmatch(when) is None or not (when[:10] in _VALID_DATES or _valid_date(when[:10])):
+        raise ValueError(f"not a time the fast path renders: {when!r}")
+    if len(when) == 26:
+        return f"{when[:10]}T{when[11:]}+00:00"
+    if len(when) == 19:
+        return f"{when[:10]}T{when[11:]}.000000+00:00"
+    return f"{when[:10]}T{when[11:]:0<15}+00:00"
+
+
+_AT = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]) (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?",
+                 re.ASCII)
+_VALID_DATES: set[str] = set()  # days seen to be real dates ("2025-02-30" is not); a log spans few
+
+
+def _valid_date(day: str) -> bool:
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    if len(_VALID_DATES) < 100_000:
+        _VALID_DATES.add(day)
+    return True
+
+
+def _encode_loaded(value: Any) -> str:
+    """_ENCODE(value) for a value json.loads returned, with the C encoder _ENCODE builds on every call built
+    once: the same arguments, but no check for circular references, which parsed JSON cannot have."""
+    return "".join(_C_ENCODE(value, 0)) if _C_ENCODE is not None else _ENCODE(value)
+
+
+# JSONEncoder.iterencode's own call, with _ENCODE's settings: (markers, default, encoder, indent,
+# key_separator, item_separator, sort_keys, skipkeys, allow_nan).
+_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = None if _make_encoder is None else _make_encoder(None, str, _encode_string, None, ":", ",", True,
+                                                             False, True)
+
+
+def _canonical_json_of_text(limit: int = 4096) -> Callable[[str | None], str]:
+    """canonical_json of the value a JSON column holds, from its stored text: json.loads (as SQLAlchemy
+    reads the column for the walk), then the canonical encoder. Remembers the short texts it has seen (up
+    to `limit`), since many entries store the same `before` or `after`."""
+    seen: dict[str | None, str] = {None: "null"}
+    scan = json.JSONDecoder().scan_once  # json.loads's own decoder, configured the same
+
+    def canonical(raw: str | None) -> str:
+        found = seen.get(raw)
+        if found is None:
+            # json.loads(raw) is scan(raw, 0) when that reads all of raw (no leading or trailing blanks,
+            # no BOM); anything else goes to json.loads itself.
+            try:
+                value, end = scan(raw, 0)
+                if end != len(raw):
+                    raise ValueError
+            except Exception:  # noqa: BLE001
+                value = json.loads(raw)
+            found = _encode_loaded(value)
+            if len(seen) < limit and len(raw) <= 1024:  # bounded in count and size: memory stays flat
+                seen[raw] = found
+        return found
+
+    return canonical
 
 
 def _walk(fetch: Fetch, find: FindByHash, batch_size: int) -> ChainReport:
