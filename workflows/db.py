@@ -102,10 +102,25 @@ class _WriterQueue:
     def __init__(self, path: str | None) -> None:
         self._lock, self._path = threading.Lock(), f"{path}.writers" if path and fcntl else None
         self._fd, self._pid = -1, 0
+        self._holder = threading.local()
 
     @contextmanager
     def turn(self) -> Iterator[None]:
         """Hold this writer's turn; after WRITER_WAIT_SECONDS go ahead anyway and let SQLite decide."""
+        if getattr(self._holder, "busy", False):
+            # A transaction opened inside another on this thread: waiting for our own turn could only time
+            # out, so leave it to SQLite (whose busy handler has always refereed that case).
+            yield
+            return
+        self._holder.busy = True
+        try:
+            with self._queued():
+                yield
+        finally:
+            self._holder.busy = False
+
+    @contextmanager
+    def _queued(self) -> Iterator[None]:
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         if not self._lock.acquire(timeout=WRITER_WAIT_SECONDS):
             yield
