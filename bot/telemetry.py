@@ -41,8 +41,12 @@ from workers.metrics import ACK_SECONDS, REQUEST_SECONDS
 
 # Listener threads per process. Listeners waiting for an ack are at most one per gunicorn thread; the
 # rest are listeners after their ack, waiting for or holding an AFTER_ACK_SLOTS slot. Generous, so an
-# ack does not wait for a thread unless a burst leaves this many listeners unfinished.
-LISTENER_THREADS = 256
+# ack does not wait for a thread unless a burst leaves this many listeners unfinished: at 256, the full
+# `bench --only ack` (512 requests per kind at 64 concurrent) filled the pool with waiting listeners and
+# the acks' p99 rose from ~300 to ~850 ms. A waiting thread costs little memory (369 MiB after that run,
+# 351 at 256). Past this, new acks queue for a thread: sustained load above what the work after the acks
+# can keep up with needs more bot processes, not more threads.
+LISTENER_THREADS = 1024
 # Listeners running their work after the ack at once, per process. On `bench --only ack` (2 workers on
 # 2 cores, 64 concurrent requests) 1, 2 or 4 slots gave like ack times, 8 or unbounded twice to four
 # times slower ones: the work after acks took the GIL from the next acks. Four keeps most of the
