@@ -31,6 +31,7 @@ from sqlmodel import Session
 
 from workers import logs
 from workers.clock import clock_for, utc_now
+from workers.file_broker import use_whole_message_files
 from workers.metrics import TASK_SECONDS, TASKS
 from workers.slack_client import make_slack_client
 from workflows.db import make_engine
@@ -38,6 +39,7 @@ from workflows.policy import Policy, load_policy
 from workflows.settings import Settings
 
 FILESYSTEM_BROKER = "filesystem://"
+use_whole_message_files()  # before any connection: every process that publishes or consumes imports this
 
 Renderer = Callable[[Session, dict[str, Any]], dict[str, Any]]
 

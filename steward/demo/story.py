@@ -111,8 +111,10 @@ class Story:
         """Sam, for security, denies the first request with a reason; Dan is told why."""
         self.say.scene("4. Security denies it, with a reason")
         self.say.did(SAM.user_id, f"clicks Deny on request #{number}")
+        opened = len(self.slack.sandbox.views_opened())
         self.slack.click(self.approval_dm(SAM, number), Action.DENY_OPEN, user=SAM.user_id)
-        modal = self.stack.wait(lambda: self.slack.sandbox.views_opened(), what="the deny modal")[-1]
+        # The form opens after the click's ack: wait for a new one, not the last form anyone opened.
+        modal = self.stack.wait(lambda: self.slack.sandbox.views_opened()[opened:], what="the deny modal")[0]
         self.settle(SAM)
         reason = "Name the audit ticket, and say why read-only use is enough."
         self.say.did(SAM.user_id, f"gives the reason “{reason}” and clicks Deny")
