@@ -28,7 +28,7 @@ class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         """Put `payload` onto `queue`, visible to consumers only once complete."""
         # Kombu's own naming: consumers take files in name order, which is publishing order.
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         try:
             with open(final + PARTIAL, "wb") as partial:
