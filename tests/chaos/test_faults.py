@@ -359,13 +359,10 @@ class Lives:
     @staticmethod
     def _settle(condition: Callable[[], Any]) -> Any:
         """Poll `condition` for up to SETTLE_SECONDS; its value, or None if it never held."""
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.2)
-        return None
+        try:
+            return wait_for(condition, timeout=SETTLE_SECONDS, what="the stack to settle")
+        except TimeoutError:
+            return None
 
 
 # ---- the faults ------------------------------------------------------------------------------------
