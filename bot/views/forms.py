@@ -10,7 +10,7 @@ from workflows.lineage import FORM_EDGES
 from workflows.models import Asset
 
 from bot.ids import Action, Block as B, Callback, detail_block, edge_block, picker_action
-from bot.views.common import Block, option, plain, section
+from bot.views.common import Block, context, escape, option, plain, section
 
 LONG_FIELDS = {"intended_use", "collection_process", "known_bias", "metrics", "intended_purpose",
                "affected_people"}
@@ -171,3 +171,34 @@ def _input(block_id: str, label: str, element: dict[str, Any], *, optional: bool
     if hint:
         block["hint"] = plain(hint, 2000)
     return block
+
+
+# What a submitted element reports → what a new view's element starts with.
+_STATE_TO_INITIAL = {"value": "initial_value", "selected_option": "initial_option",
+                     "selected_options": "initial_options", "selected_user": "initial_user",
+                     "selected_users": "initial_users", "selected_conversation": "initial_conversation",
+                     "selected_date": "initial_date", "selected_time": "initial_time"}
+_VIEW_KEYS = ("type", "callback_id", "title", "submit", "close", "private_metadata", "clear_on_close",
+              "notify_on_close", "submit_disabled")
+
+
+def refilled_view(submitted: dict[str, Any], problem: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """The submitted form again, holding what the person entered, with `problem` above it and each of `errors`
+    ({block_id: text}) under its block: how a save that failed after its ack gives the form back, losing
+    nothing. Texts are plain; they are escaped here."""
+    state = submitted.get("state", {}).get("values", {})
+    errors = errors or {}
+    blocks: list[Block] = [section(f":warning: {escape(problem)}")]
+    for block in submitted.get("blocks", []):
+        block = dict(block)
+        entered = next(iter(state.get(block.get("block_id"), {}).values()), None)
+        if block.get("type") == "input" and entered is not None:
+            element = {k: v for k, v in block["element"].items() if not k.startswith("initial_")}
+            for key, initial in _STATE_TO_INITIAL.items():
+                if entered.get(key) not in (None, "", []):  # Slack refuses empty initial values
+                    element[initial] = entered[key]
+            block["element"] = element
+        blocks.append(block)
+        if block.get("block_id") in errors:
+            blocks.append(context(f":warning: {escape(errors[block['block_id']])}"))
+    return {**{k: submitted[k] for k in _VIEW_KEYS if k in submitted}, "blocks": blocks}
