@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 from bot.context import BotContext
 from bot.listeners import register_all
-from bot.telemetry import InstrumentedApp
+from bot.telemetry import TRAFFIC, InstrumentedApp
 from bot.listeners.guard import GuardedRequestHandler
 from workers.health import HEALTHZ_PATH, PATHS, WSGIApp, health_app
 from workers.slack_client import make_slack_client
@@ -51,7 +51,8 @@ def wsgi_app(app: App, *, health: WSGIApp | None = None) -> WSGIApp:
         if path in PATHS:
             return health(environ, start_response)
         if path == EVENTS_PATH:
-            return handler(environ, start_response)
+            with TRAFFIC.request():  # answered (acked) when this returns: the body is already in memory
+                return handler(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found"]
 

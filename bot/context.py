@@ -40,6 +40,10 @@ def _no_decisions(request_id: int, approver_id: str, outcome: str, reason: str, 
     return False
 
 
+def _run_now(work: Callable[[], None]) -> None:
+    work()
+
+
 @dataclass
 class BotContext:
     """The engine, policy, Slack directory, delivery and decision hooks, and clock the listeners use."""
@@ -58,6 +62,9 @@ class BotContext:
     # Webhook provisioning jobs a change wrote (a revoke, a release) are sent by a worker. Without a
     # queue they are still sent: they are due in the database, and the sweep finds them.
     enqueue_provisioning: Callable[[list[int]], object] = field(default=_sweep_provisions)
+    # Work after an ack that nobody watches (a form's save): `steward serve` queues it behind the acks
+    # (bot.telemetry.QuietLane); by default, and in tests, it runs at once.
+    after_ack: Callable[[Callable[[], None]], object] = field(default=_run_now)
 
     def __post_init__(self) -> None:
         if self.members_of is None:

@@ -25,11 +25,13 @@ ACK_SECONDS is observed the first time the request's `ack()` is called.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -52,8 +54,13 @@ LISTENER_THREADS = 1024
 # times slower ones: the work after acks took the GIL from the next acks. Four keeps most of the
 # concurrency Bolt's own pool (5 threads) gave work that mostly waits on Slack.
 AFTER_ACK_SLOTS = 4
+# QuietLane work waits, at most this long, until this process has no Slack request waiting for its ack
+# and has had none arrive for ACKS_FIRST_QUIET (the moment between one answer and the next arrival).
+ACKS_FIRST_PATIENCE = 2.0
+ACKS_FIRST_QUIET = 0.005
 ACK_WAIT_SECONDS = 3.0  # Bolt's own ack timeout: after it, Bolt stops waiting and answers without the ack
 MAX_LABEL = 64  # action and callback ids are ours and short; this only bounds a surprise
+log = logging.getLogger("steward.bot")
 SUBCOMMANDS = frozenset(c.value for c in Command)
 UNVERIFIED = "unverified"
 
@@ -148,6 +155,70 @@ class _Slot:
         if self._taken:
             self._taken = False
             self._slots.release()
+
+
+class RequestTraffic:
+    """The Slack requests this process is handling (each is in flight until it is answered), and when the
+    last one arrived."""
+
+    def __init__(self, quiet: float = ACKS_FIRST_QUIET) -> None:
+        self._in_flight, self._last_arrival, self._quiet = 0, float("-inf"), quiet
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one request in flight while it is handled (on `steward serve`, until its ack is answered)."""
+        with self._changed:
+            self._in_flight += 1
+            self._last_arrival = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                if self._in_flight == 0:  # only then can it be quiet: waking waiters sooner is wasted GIL
+                    self._changed.notify_all()
+
+    def wait_for_quiet(self, patience: float) -> bool:
+        """Wait until no request is in flight and none has arrived for the quiet spell, at most `patience`
+        seconds; whether it is quiet."""
+        deadline = time.monotonic() + patience
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                quiet_at = self._last_arrival + self._quiet
+                if self._in_flight == 0 and now >= quiet_at:
+                    return True
+                if now >= deadline:
+                    return False
+                self._changed.wait((min(deadline, quiet_at) if self._in_flight == 0 else deadline) - now)
+
+
+TRAFFIC = RequestTraffic()  # this process's; `bot.app.wsgi_app` counts every request to /slack/events
+
+
+class QuietLane:
+    """Work after acks that nobody is watching (a form's save, once its modal has closed), run one item at a
+    time on one thread of this process, each once no Slack request here waits for its ack, or once it has
+    waited `patience`. Slack's 3 s deadline is on acks: in a burst each save's CPU (ours and the database's)
+    would otherwise land in the next acks. One thread, so waiting work holds no listener thread and wakes
+    no crowd; the interpreter finishes what is queued before it exits."""
+
+    def __init__(self, traffic: RequestTraffic = TRAFFIC, patience: float = ACKS_FIRST_PATIENCE) -> None:
+        self._traffic, self._patience = traffic, patience
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiet-lane")
+
+    def submit(self, work: Callable[[], None]) -> Future:
+        """Queue `work`, run in the caller's context (its request id in the logs)."""
+        start_by, context = time.monotonic() + self._patience, contextvars.copy_context()
+
+        def run() -> None:
+            self._traffic.wait_for_quiet(max(0.0, start_by - time.monotonic()))
+            try:
+                context.run(work)
+            except Exception:
+                log.exception("work after an ack failed")
+        return self._pool.submit(run)
 
 
 class _Scope:

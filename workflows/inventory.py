@@ -81,7 +81,8 @@ def parse_asset_input(raw: dict[str, Any]) -> AssetInput:
 def register_asset(*, session: Session, data: AssetInput, actor: Actor, now: datetime, policy: Policy,
                    reply_channel: str = "") -> Asset:
     """Add an asset with its lineage, log it, and tell the owner if someone else registered it."""
-    details, slug = _checked_new(session, data)
+    details = check_asset_input(data, new=True)
+    slug = _claim_slug(session, data.slug or slugify(data.name), explicit=bool(data.slug))
     asset = Asset(
         **data.model_dump(exclude={"slug", "details", "lineage", "status"}),
         slug=slug, details=details, created_by=actor.user_id, created_at=now, updated_at=now,
@@ -100,8 +101,16 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
                  policy: Policy, reply_channel: str = "") -> Asset:
     """Edit an asset and its outgoing lineage; only its owner or an admin may."""
     asset = _get_for_update(session, asset_id)
-    details, slug = _checked_edit(session, asset, data, actor=actor, policy=policy)
+    ensure_can_edit(asset=asset, actor=actor, policy=policy)
+    if data.kind != asset.kind:
+        raise InvalidInput("The kind of an asset cannot change.", field_errors={"kind": "Kind is fixed."})
+    if asset.status == AssetStatus.RETIRED:
+        raise Conflict(f"{asset.slug} is retired and can no longer be edited.")
+    details = check_asset_input(data, new=False)
     before = snapshot(session, asset)
+    slug = data.slug or asset.slug
+    if slug != asset.slug:
+        slug = _claim_slug(session, slug, explicit=True)
     affected = lineage.upstream_ids(session=session, start=[asset.id])
     for name, value in data.model_dump(exclude={"slug", "details", "lineage", "kind", "status"}).items():
         setattr(asset, name, value)
@@ -130,6 +139,20 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
     _notify(session, asset, actor=actor, template="asset_updated", now=now, reply_channel=reply_channel,
             owner_too=False)
     return asset
+
+
+def check_asset_input(data: AssetInput, *, new: bool) -> dict[str, Any]:
+    """The checks of an asset form that need no database: its kind's details, the slug's shape and the
+    status a form may set. Returns the validated details, or raises InvalidInput. Saving checks again."""
+    details = validate_details(data.kind, data.details)
+    if data.slug or new:
+        _slug_shape(data.slug or slugify(data.name), explicit=bool(data.slug))
+    if new and data.status not in (None, AssetStatus.ACTIVE):
+        raise InvalidInput("New assets start active.", field_errors={"status": "New assets start active."})
+    if not new and data.status == AssetStatus.RETIRED:
+        message = "Use Retire on the asset card, so grants and reviews end properly."
+        raise InvalidInput(message, field_errors={"status": message})
+    return details
 
 
 def retire_asset(*, session: Session, asset_id: int, actor: Actor, now: datetime, policy: Policy,
@@ -173,30 +196,6 @@ def record_classification(*, session: Session, asset_id: int, tier: RiskTier, an
                        before={"tier": previous.value if previous else None},
                        after={"tier": tier.value, "answers": answers, "rationale": rationale}, now=now)
     return record
-
-
-def check_asset_input(*, session: Session, data: AssetInput, actor: Actor, policy: Policy,
-                      asset_id: int | None = None) -> None:
-    """Raise what `register_asset` (or, given `asset_id`, `update_asset`) would raise for this input, with reads
-    only: a form answers its problems before it is acknowledged and saves after. Only a race can then fail."""
-    if asset_id is None:
-        _checked_new(session, data)
-        asset_kind, current = data.kind, set()
-    else:
-        asset = get_asset(session=session, asset_id=asset_id)
-        _checked_edit(session, asset, data, actor=actor, policy=policy)
-        asset_kind = asset.kind
-        current = {(e.type, e.target_id) for e in session.exec(select(Edge).where(Edge.source_id == asset_id))}
-    errors: dict[str, str] = {}
-    for edge_type, target_ids in data.lineage.items():
-        for target_id in dict.fromkeys(target_ids):
-            if (edge_type, target_id) in current:
-                continue  # kept as it is: an edge already made is never re-judged
-            problem = _edge_problem(session, asset_kind, asset_id, edge_type, target_id)
-            if problem:
-                errors.setdefault(f"edge:{edge_type.value}", problem)
-    if errors:
-        raise InvalidInput("Some lineage needs fixing.", field_errors=errors)
 
 
 def ensure_can_edit(*, asset: Asset, actor: Actor, policy: Policy) -> None:
@@ -350,39 +349,16 @@ def snapshot(session: Session, asset: Asset) -> dict[str, Any]:
 # ---- internals -----------------------------------------------------------------------------------
 
 
-def _checked_new(session: Session, data: AssetInput) -> tuple[dict[str, Any], str]:
-    """A new asset's validated details and free slug, or the error registering it would raise."""
-    details = validate_details(data.kind, data.details)
-    slug = _claim_slug(session, data.slug or slugify(data.name), explicit=bool(data.slug))
-    if data.status not in (None, AssetStatus.ACTIVE):
-        raise InvalidInput("New assets start active.", field_errors={"status": "New assets start active."})
-    return details, slug
-
-
-def _checked_edit(session: Session, asset: Asset, data: AssetInput, *, actor: Actor,
-                  policy: Policy) -> tuple[dict[str, Any], str]:
-    """An edit's validated details and slug, or the error the edit would raise."""
-    ensure_can_edit(asset=asset, actor=actor, policy=policy)
-    if data.kind != asset.kind:
-        raise InvalidInput("The kind of an asset cannot change.", field_errors={"kind": "Kind is fixed."})
-    if asset.status == AssetStatus.RETIRED:
-        raise Conflict(f"{asset.slug} is retired and can no longer be edited.")
-    if data.status == AssetStatus.RETIRED:
-        message = "Use Retire on the asset card, so grants and reviews end properly."
-        raise InvalidInput(message, field_errors={"status": message})
-    details = validate_details(asset.kind, data.details)
-    slug = data.slug or asset.slug
-    if slug != asset.slug:
-        slug = _claim_slug(session, slug, explicit=True)
-    return details, slug
-
-
-def _claim_slug(session: Session, slug: str, *, explicit: bool) -> str:
+def _slug_shape(slug: str, *, explicit: bool) -> None:
     problem = slug_problem(slug)
     if problem:
         field_name = "slug" if explicit else "name"
         message = problem if explicit else "Use a name with at least one letter or digit."
         raise InvalidInput(message, field_errors={field_name: message})
+
+
+def _claim_slug(session: Session, slug: str, *, explicit: bool) -> str:
+    _slug_shape(slug, explicit=explicit)
     taken = session.exec(select(Asset).where(Asset.slug == slug)).first()
     if taken:
         message = (f"`{slug}` is already taken by another {taken.kind.label.lower()}. "
@@ -429,32 +405,21 @@ def _replace_lineage(session: Session, asset: Asset, wanted: dict[EdgeType, list
 
 def _add_edge(session: Session, asset: Asset, edge_type: EdgeType, target_id: int, *, actor: Actor,
               now: datetime) -> str | None:
-    problem = _edge_problem(session, asset.kind, asset.id, edge_type, target_id)
-    if problem:
-        return problem
-    session.add(Edge(source_id=asset.id, target_id=target_id, type=edge_type, created_by=actor.user_id,
-                     created_at=now))
-    session.flush()
-    return None
-
-
-def _edge_problem(session: Session, kind: AssetKind, asset_id: int | None, edge_type: EdgeType,
-                  target_id: int) -> str | None:
-    """Why an asset (`asset_id` None: one not yet saved) may not gain this edge, or None."""
     target = session.get(Asset, target_id)
     if target is None:
         return "One of the chosen assets no longer exists."
-    if target.id == asset_id:
+    if target.id == asset.id:
         return "An asset cannot be linked to itself."
     if target.status == AssetStatus.RETIRED:
         return f"{target.slug} is retired and cannot be linked."
-    problem = lineage.edge_problem(kind, edge_type, target.kind)
+    problem = lineage.edge_problem(asset.kind, edge_type, target.kind)
     if problem:
         return problem
-    # A new asset has nothing pointing at it yet, so it cannot close a cycle.
-    if asset_id is not None and lineage.would_create_cycle(session=session, source_id=asset_id, target_id=target.id):
-        slug = session.get(Asset, asset_id).slug
-        return f"Linking to {target.slug} would make a cycle: {target.slug} already depends on {slug}."
+    if lineage.would_create_cycle(session=session, source_id=asset.id, target_id=target.id):
+        return f"Linking to {target.slug} would make a cycle: {target.slug} already depends on {asset.slug}."
+    session.add(Edge(source_id=asset.id, target_id=target.id, type=edge_type, created_by=actor.user_id,
+                     created_at=now))
+    session.flush()
     return None
 
 

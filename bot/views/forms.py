@@ -10,7 +10,8 @@ from workflows.lineage import FORM_EDGES
 from workflows.models import Asset
 
 from bot.ids import Action, Block as B, Callback, detail_block, edge_block, picker_action
-from bot.views.common import Block, context, escape, option, plain, section
+from bot.views.assets import asset_line
+from bot.views.common import Block, actions, button, context, escape, option, plain, section
 
 LONG_FIELDS = {"intended_use", "collection_process", "known_bias", "metrics", "intended_purpose",
                "affected_people"}
@@ -178,18 +179,38 @@ _STATE_TO_INITIAL = {"value": "initial_value", "selected_option": "initial_optio
                      "selected_options": "initial_options", "selected_user": "initial_user",
                      "selected_users": "initial_users", "selected_conversation": "initial_conversation",
                      "selected_date": "initial_date", "selected_time": "initial_time"}
+PROBLEM = "problem:"  # block ids of the problems a form given back shows
 _VIEW_KEYS = ("type", "callback_id", "title", "submit", "close", "private_metadata", "clear_on_close",
               "notify_on_close", "submit_disabled")
+
+
+def saving_view(submitted: dict[str, Any], doing: str, name: str = "") -> dict[str, Any]:
+    """What a submitted form turns into at once, while it is saved after the ack: "Saving *name*…". It keeps
+    the form's title and metadata, and has no submit button."""
+    what = f"{doing} *{escape(name)}*…" if name else f"{doing}…"
+    return {"type": "modal", "callback_id": submitted.get("callback_id", ""), "title": submitted["title"],
+            "close": plain("Close", 24), "private_metadata": submitted.get("private_metadata", ""),
+            "blocks": [section(f":hourglass_flowing_sand: {what}")]}
+
+
+def saved_view(asset: Asset, *, registered: bool) -> dict[str, Any]:
+    """What the form shows once the asset is saved."""
+    verb = "Registered" if registered else "Saved"
+    return {"type": "modal", "title": plain(verb, 24), "close": plain("Done", 24),
+            "blocks": [section(f":white_check_mark: {verb} {asset_line(asset)}"),
+                       actions(button("View", Action.SHOW_ASSET, str(asset.id)))]}
 
 
 def refilled_view(submitted: dict[str, Any], problem: str, errors: dict[str, str] | None = None) -> dict[str, Any]:
     """The submitted form again, holding what the person entered, with `problem` above it and each of `errors`
     ({block_id: text}) under its block: how a save that failed after its ack gives the form back, losing
-    nothing. Texts are plain; they are escaped here."""
+    nothing. Texts are plain; they are escaped here. The problems of an earlier try are dropped."""
     state = submitted.get("state", {}).get("values", {})
     errors = errors or {}
-    blocks: list[Block] = [section(f":warning: {escape(problem)}")]
+    blocks: list[Block] = [section(f":warning: {escape(problem)}", block_id=f"{PROBLEM}top")]
     for block in submitted.get("blocks", []):
+        if str(block.get("block_id", "")).startswith(PROBLEM):
+            continue
         block = dict(block)
         entered = next(iter(state.get(block.get("block_id"), {}).values()), None)
         if block.get("type") == "input" and entered is not None:
@@ -197,8 +218,13 @@ def refilled_view(submitted: dict[str, Any], problem: str, errors: dict[str, str
             for key, initial in _STATE_TO_INITIAL.items():
                 if entered.get(key) not in (None, "", []):  # Slack refuses empty initial values
                     element[initial] = entered[key]
+            if isinstance(element.get("initial_value"), str) and "max_length" in element:
+                # Slack keeps typed text within the limit; a forged submission need not, and Slack would
+                # refuse the whole view.
+                element["initial_value"] = element["initial_value"][:element["max_length"]]
             block["element"] = element
         blocks.append(block)
         if block.get("block_id") in errors:
-            blocks.append(context(f":warning: {escape(errors[block['block_id']])}"))
+            blocks.append({**context(f":warning: {escape(errors[block['block_id']])}"),
+                           "block_id": f"{PROBLEM}{block['block_id']}"})
     return {**{k: submitted[k] for k in _VIEW_KEYS if k in submitted}, "blocks": blocks}

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from bot.app import create_app
 from bot.context import BotContext, members_from
+from bot.views.forms import PROBLEM
 from bot.views.messages import render_outbox
 from steward.sandbox import driver, signing
 from steward.sandbox.slack_api import FakeSlack
@@ -126,6 +127,21 @@ class Harness:
         """All text of the newest response_url reply, blocks included."""
         return json.dumps(self.replies()[-1], ensure_ascii=False)
 
+    def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> dict[str, Any]:
+        """Submit a form and return what its modal shows once the save after the ack is done: the view the
+        modal was last updated to, or {"errors": ...} when the ack refused the form."""
+        payload = submission(view, values, user=user)
+        before = len(self.fake.calls_to("views.update"))
+        response = self.interact(payload)
+        assert response.status == 200
+        answer = json.loads(response.body)
+        if answer.get("response_action") == "errors":
+            return {"errors": answer["errors"]}
+        assert answer["response_action"] == "update" and ":hourglass_flowing_sand:" in json.dumps(answer["view"])
+        updates = self.fake.calls_to("views.update")[before:]
+        assert updates and updates[-1].args["view_id"] == payload["view"]["id"]
+        return updates[-1].args["view"]
+
     def opened_view(self) -> dict[str, Any]:
         """The newest view opened, pushed or updated."""
         calls = [c for c in self.fake.calls if c.method in ("views.open", "views.push", "views.update")]
@@ -187,6 +203,18 @@ def rendered(engine, row: OutboxMessage) -> dict[str, Any]:
         if row.method == OutboxMethod.UPDATE:
             row = session.get(OutboxMessage, row.updates_id)
         return render_outbox(session, row.payload)
+
+
+def form_problems(view: dict[str, Any]) -> dict[str, str]:
+    """The problems a form given back after a failed save shows: {block_id: text under it}, and "" for the
+    line at the top. Empty for any other view."""
+    problems = {}
+    for block in view.get("blocks", []):
+        block_id = str(block.get("block_id", ""))
+        if block_id.startswith(PROBLEM):
+            text = block["text"]["text"] if block["type"] == "section" else block["elements"][0]["text"]
+            problems["" if block_id == f"{PROBLEM}top" else block_id.removeprefix(PROBLEM)] = text
+    return problems
 
 
 def submission(view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> dict[str, Any]:

@@ -1,16 +1,22 @@
 """Acks come first: with Bolt answering on ack (as `steward serve` runs it), a listener still busy after its
-ack never delays the ack of the next request (bot/telemetry.py's executor)."""
+ack never delays the ack of the next request (bot/telemetry.py's executor), and work nobody watches waits
+on the quiet lane until no request waits for its ack."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 import time
 
+from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot import app as bot_app
 from bot.app import create_app
-from bot.telemetry import AFTER_ACK_SLOTS
+from bot.telemetry import AFTER_ACK_SLOTS, QuietLane, RequestTraffic
 from tests.bot.conftest import TOKEN, Harness
+from workers.logs import REQUEST_ID
 
 # More listeners stuck after their acks than Bolt's own pool (5 threads) or the after-ack slots hold.
 STUCK = max(5, AFTER_ACK_SLOTS) + 3
@@ -40,3 +46,52 @@ def test_acks_do_not_wait_for_listeners_busy_after_their_acks(harness):
     # Every listener went on to its work after the ack (the later ones once a slot was free).
     for _ in range(STUCK):
         assert opened.acquire(timeout=10)
+
+
+def test_the_quiet_lane_runs_its_work_once_no_request_waits_for_its_ack():
+    traffic = RequestTraffic(quiet=0)
+    lane, order, done = QuietLane(traffic, patience=60), [], threading.Event()
+    with traffic.request():
+        lane.submit(lambda: (order.append("saved"), done.set()))
+        assert not done.wait(0.3)  # a request is still waiting for its ack
+        order.append("acked")
+    assert done.wait(10)
+    assert order == ["acked", "saved"]
+
+
+def test_the_quiet_lane_waits_no_longer_than_its_patience():
+    traffic = RequestTraffic(quiet=0)
+    lane, done = QuietLane(traffic, patience=0.05), threading.Event()
+    with traffic.request():  # a request that never gets its ack, as in a burst that does not end
+        lane.submit(done.set)
+        assert done.wait(10)
+
+
+def test_the_quiet_lane_keeps_the_request_context_and_survives_a_failure(caplog):
+    lane, seen = QuietLane(RequestTraffic(quiet=0), patience=1), []
+    token = REQUEST_ID.set("req-42")
+    try:
+        lane.submit(lambda: 1 / 0).result(10)
+        lane.submit(lambda: seen.append(REQUEST_ID.get())).result(10)
+    finally:
+        REQUEST_ID.reset(token)
+    assert seen == ["req-42"]  # its log lines carry the request's id
+    assert "work after an ack failed" in caplog.text  # logged, and the lane went on
+
+
+def test_every_request_to_the_events_path_counts_while_it_is_handled(monkeypatch):
+    counts = []
+
+    class Recording(RequestTraffic):
+        @contextlib.contextmanager
+        def request(self):
+            counts.append("in")
+            yield
+            counts.append("out")
+    monkeypatch.setattr(bot_app, "TRAFFIC", Recording())
+    application = bot_app.wsgi_app(App(signing_secret="s", token="xoxb-t", token_verification_enabled=False))
+    status = []
+    application({"PATH_INFO": bot_app.EVENTS_PATH, "REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(b""),
+                 "CONTENT_LENGTH": "0", "QUERY_STRING": ""}, lambda s, h: status.append(s))
+    application({"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET"}, lambda s, h: status.append(s))
+    assert counts == ["in", "out"] and len(status) == 2  # the health check is not a Slack request

@@ -4,7 +4,7 @@ import json
 
 from sqlmodel import select
 
-from tests.bot.conftest import GOVERNANCE, block_action, submission
+from tests.bot.conftest import GOVERNANCE, block_action, form_problems, submission
 from tests.factories import OTHER, OWNER, make_asset
 from workflows.db import transaction
 from workflows.models import Asset, Classification, OutboxMessage
@@ -29,13 +29,10 @@ def test_governance_classifies_a_system_and_its_lineage_inherits_the_tier(harnes
     harness.command("classify loan-approval", user=GOVERNANCE)
     view = harness.opened_view()
     assert view["callback_id"] == "asset_classify"
-    response = harness.interact(submission(view, {
-        "annex_i_safety_component": "no", "annex_iii_areas": ["essential_services"],
-    }, user=GOVERNANCE))
-    body = json.loads(response.body)
-    assert body["response_action"] == "update"
-    assert ":red_circle: High" in json.dumps(body["view"], ensure_ascii=False)
-    assert "2 assets it uses now inherit this tier" in json.dumps(body["view"])
+    shown = harness.submit(view, {"annex_i_safety_component": "no", "annex_iii_areas": ["essential_services"]},
+                           user=GOVERNANCE)
+    assert ":red_circle: High" in json.dumps(shown, ensure_ascii=False)
+    assert "2 assets it uses now inherit this tier" in json.dumps(shown)
     assert _tiers(engine) == {"loan-history": "high", "credit-model": "high", "loan-approval": "high"}
     with transaction(engine) as session:
         record = session.exec(select(Classification)).one()
@@ -87,9 +84,8 @@ def test_only_owner_governance_or_admin_may_classify(harness, engine, bot_policy
 def test_a_forged_classify_submission_is_refused(harness, engine, bot_policy, now):
     _system_with_lineage(engine, bot_policy, now)
     harness.command("classify loan-approval", user=OWNER)
-    body = json.loads(harness.interact(submission(harness.opened_view(), {"annex_i_safety_component": "yes"},
-                                                  user=OTHER)).body)
-    assert body["response_action"] == "errors"
+    shown = harness.submit(harness.opened_view(), {"annex_i_safety_component": "yes"}, user=OTHER)
+    assert "Only the owner of loan-approval" in form_problems(shown)["notes"]
     assert _tiers(engine)["loan-approval"] is None
 
 

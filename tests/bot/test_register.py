@@ -4,7 +4,7 @@ import json
 
 from sqlmodel import select
 
-from tests.bot.conftest import CHANNEL, block_action, submission
+from tests.bot.conftest import CHANNEL, block_action, form_problems, submission
 from tests.factories import ADMIN, OTHER, OWNER, make_asset
 from workflows.db import transaction
 from workflows.models import Asset, DecisionLogEntry, Edge, OutboxMessage
@@ -52,12 +52,12 @@ def test_each_kind_gets_only_its_own_fields(harness):
 def test_submitting_the_form_registers_with_lineage_and_queues_messages(harness, engine, bot_policy, now):
     dataset = make_asset(engine, policy=bot_policy, now=now, name="Churn events")
     view = _open_form(harness, "model")
-    response = harness.interact(submission(view, {
+    shown = harness.submit(view, {
         "name": "Churn model", "description": "Predicts churn", "owner_id": OTHER, "team": "Growth",
         "location_uri": "s3://models/churn", "sensitivity": "confidential", "contains_personal_data": ["yes"],
         "details.task": "classification", "edge:trained_on": [str(dataset.id)],
-    }))
-    assert response.status == 200 and response.body == ""
+    })
+    assert shown["title"]["text"] == "Registered" and "*Churn model* `churn-model`" in json.dumps(shown)
     model = _assets(engine)[-1]
     assert (model.slug, model.owner_id, model.team, model.kind) == ("churn-model", OTHER, "Growth", "model")
     assert model.contains_personal_data and model.details["task"] == "classification"
@@ -96,8 +96,10 @@ def test_kind_specific_errors_land_on_detail_blocks(harness, engine):
 def test_a_duplicate_slug_is_a_field_error(harness, engine, bot_policy, now):
     make_asset(engine, policy=bot_policy, now=now, name="Churn events")
     view = _open_form(harness, "dataset")
-    errors = json.loads(harness.interact(submission(view, {"name": "Churn events"})).body)["errors"]
-    assert "`churn-events` is already taken" in errors["slug"]
+    shown = harness.submit(view, {"name": "Churn events", "description": "Kept"})
+    assert "`churn-events` is already taken" in form_problems(shown)["slug"]
+    assert shown["callback_id"] == "asset_register"  # the form again, to fix and submit
+    assert next(b for b in shown["blocks"] if b.get("block_id") == "description")["element"]["initial_value"] == "Kept"
     assert len(_assets(engine)) == 1
 
 
@@ -128,8 +130,8 @@ def test_a_lineage_cycle_is_refused_on_the_picker_block(harness, engine, bot_pol
                        lineage={"derived_from": [base.id]})
     harness.interact(block_action("asset_edit_open", str(base.id), response_url=harness.fake.response_url("m")))
     view = harness.opened_view()
-    body = json.loads(harness.interact(submission(view, {"edge:derived_from": [str(child.id)]})).body)
-    assert "cycle" in body["errors"]["edge:derived_from"]
+    shown = harness.submit(view, {"edge:derived_from": [str(child.id)]})
+    assert "cycle" in form_problems(shown)["edge:derived_from"]
     with transaction(engine) as session:
         assert session.exec(select(Edge).where(Edge.source_id == base.id)).all() == []
 
@@ -144,8 +146,8 @@ def test_only_the_owner_or_an_admin_can_open_or_submit_the_edit_form(harness, en
                                   response_url=harness.fake.response_url("m")))
     view = harness.opened_view()
     # A forged submission by someone else is refused on the server, whatever the view says.
-    body = json.loads(harness.interact(submission(view, {"name": "Hijacked"}, user=OTHER)).body)
-    assert "Only the owner" in body["errors"]["name"]
+    shown = harness.submit(view, {"name": "Hijacked"}, user=OTHER)
+    assert "Only the owner" in form_problems(shown)["name"]
     assert _assets(engine)[0].name == "Guarded"
 
 
@@ -159,8 +161,8 @@ def test_editing_prefills_the_form_and_saves_changes(harness, engine, bot_policy
     assert [o["value"] for o in picker["element"]["initial_options"]] == [str(data.id)]
     name = next(b for b in view["blocks"] if b["block_id"] == "name")
     assert name["element"]["initial_value"] == "Model"
-    response = harness.interact(submission(view, {"description": "Now described", "edge:trained_on": []}))
-    assert response.body == ""
+    shown = harness.submit(view, {"description": "Now described", "edge:trained_on": []})
+    assert shown["title"]["text"] == "Saved"
     stored = [a for a in _assets(engine) if a.id == model.id][0]
     assert stored.description == "Now described"
     with transaction(engine) as session:

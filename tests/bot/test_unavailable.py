@@ -1,6 +1,4 @@
-"""A database that cannot be reached gets a clear answer in Slack, and the modal keeps its input."""
-
-import json
+"""A database that cannot be reached gets a clear answer in Slack, and a form keeps its input."""
 
 import pytest
 from slack_sdk import WebClient
@@ -8,7 +6,7 @@ from slack_sdk import WebClient
 from bot.app import create_app
 from bot.context import BotContext
 from bot.listeners.common import SLACK_SILENT, answer_errors
-from tests.bot.conftest import SECRET, TOKEN, Harness, submission
+from tests.bot.conftest import SECRET, TOKEN, Harness, form_problems
 from workers.directory import Directory
 from workflows.db import make_engine
 from workflows.settings import Settings
@@ -32,12 +30,12 @@ def test_a_command_says_the_database_is_unreachable(down):
     assert "The database cannot be reached" in reply and "Traceback" not in reply
 
 
-def test_a_submission_keeps_the_modal_open_with_the_reason(down):
+def test_a_submission_gives_the_form_back_with_the_reason(down):
     down.command("register dataset")
-    view = down.opened_view()
-    body = json.loads(down.interact(submission(view, {"name": "Churn events"})).body)
-    assert body["response_action"] == "errors"
-    assert "The database cannot be reached" in body["errors"]["name"]
+    shown = down.submit(down.opened_view(), {"name": "Churn events", "description": "Typed before the outage"})
+    assert "The database cannot be reached" in form_problems(shown)["name"]
+    description = next(b for b in shown["blocks"] if b.get("block_id") == "description")
+    assert description["element"]["initial_value"] == "Typed before the outage"  # nothing typed is lost
 
 
 def test_slack_not_answering_a_listeners_call_is_a_polite_retry_not_a_traceback(caplog):

@@ -28,7 +28,7 @@ from bot.views.access import deny_modal, request_modal, revoke_modal
 from bot.views.classify import classify_view
 from bot.views.forms import asset_form_view
 from bot.views.reviews import retire_confirm_view
-from tests.bot.conftest import Harness, block_action, outbox, submission
+from tests.bot.conftest import Harness, block_action, form_problems, outbox, submission
 from tests.security.scenario import PEOPLE, Scenario, build_scenario, guarded_state, load
 from workflows.authorization import MATRIX, Role, Verb, is_allowed, markdown_table
 from workflows.db import transaction
@@ -61,7 +61,8 @@ class Attempt:
 
 def attempt(h: Harness, user: str, send: Callable[[], BoltResponse]) -> Attempt:
     """Send one request as `user`, run any decision it queued as the worker would, and collect what
-    reached them: response_url replies, ephemerals and DMs, modal field errors, and queued refusals."""
+    reached them: response_url replies, ephemerals and DMs, modal field errors (in the ack, or under the
+    fields of a form given back after its save), and queued refusals."""
     calls_before = len(h.fake.calls)
     outbox_before = max((row.id for row in outbox(h.ctx.engine)), default=0)
     response = send()
@@ -70,6 +71,8 @@ def attempt(h: Harness, user: str, send: Callable[[], BoltResponse]) -> Attempt:
     for call in calls:
         if call.method in ("response_url", "chat.postEphemeral", "chat.postMessage"):
             notices.append(json.dumps(call.args, ensure_ascii=False))
+        if call.method == "views.update" and form_problems(call.args["view"]):  # a form given back
+            notices.append(json.dumps(form_problems(call.args["view"]), ensure_ascii=False))
     body = _json(response.body)
     if body.get("response_action") == "errors":
         notices.append(json.dumps(body["errors"], ensure_ascii=False))

@@ -310,6 +310,14 @@ def _campaign(items: int = 25) -> tuple[RecertCampaign, list[tuple[RecertItem, G
                              granted_at=NOW, expires_at=NOW)) for n in range(items)]
 
 
+def _submitted(w: World) -> dict[str, Any]:
+    """An asset form as Slack sends it back on submit, every text field holding the hostile text."""
+    view = forms.asset_form_view(kind=AssetKind.MODEL, metadata="{}", owner_id=OWNER, asset=w.asset(AssetKind.MODEL))
+    state = {b["block_id"]: {b["element"]["action_id"]: {"type": "plain_text_input", "value": w.text}}
+             for b in view["blocks"] if b["type"] == "input" and b["element"]["type"] == "plain_text_input"}
+    return {**view, "id": "V1", "hash": "h", "state": {"values": state}}
+
+
 Surfaces = list[Any]
 BUILDERS: dict[str, Callable[[World], Surfaces]] = {
     "access.approval_message": lambda w: [access.approval_message(w.facts(s), approver=a, reminder=True)
@@ -359,6 +367,10 @@ BUILDERS: dict[str, Callable[[World], Surfaces]] = {
                                        "accessory": {"type": "static_select", "action_id": "a",
                                                      "options": forms.kind_options()}}]],
     "forms.kind_picker_view": lambda w: [forms.kind_picker_view(metadata="{}")],
+    "forms.refilled_view": lambda w: [forms.refilled_view(_submitted(w), w.text, {"name": w.text, "": w.text})],
+    "forms.saved_view": lambda w: [forms.saved_view(w.asset(), registered=r) for r in (True, False)],
+    "forms.saving_view": lambda w: [forms.saving_view(_submitted(w), "Saving", w.text),
+                                    forms.saving_view(_submitted(w), "Classifying")],
     "help.help_blocks": lambda w: [help.help_blocks(intro=None)],
     "home.home_view": lambda w: [home.home_view(
         owned=[w.asset(asset_id=n) for n in range(20)], due=[w.asset(asset_id=n) for n in range(20)], now=NOW,
