@@ -19,6 +19,9 @@
   moment `ack()` is called (not by Bolt's 10 ms polling), and after their acks at most
   AFTER_ACK_SLOTS listeners per process run at once, so the work after acks cannot starve the next
   acks of the GIL and CPU.
+- Work after an ack that can wait a moment (a form's save: its modal says "Saving…") goes on a
+  `QuietLane`, which starts it once no request in the process waits for its ack (`RequestTraffic`, counted
+  by `bot.app.wsgi_app`), or after ACKS_FIRST_PATIENCE. In a burst of form submissions the acks go first.
 
 ACK_SECONDS is observed the first time the request's `ack()` is called.
 """
@@ -198,15 +201,16 @@ TRAFFIC = RequestTraffic()  # this process's; `bot.app.wsgi_app` counts every re
 
 
 class QuietLane:
-    """Work after acks that nobody is watching (a form's save, once its modal has closed), run one item at a
-    time on one thread of this process, each once no Slack request here waits for its ack, or once it has
-    waited `patience`. Slack's 3 s deadline is on acks: in a burst each save's CPU (ours and the database's)
-    would otherwise land in the next acks. One thread, so waiting work holds no listener thread and wakes
-    no crowd; the interpreter finishes what is queued before it exits."""
+    """Work after acks that can wait a moment (a form's save, whose modal says "Saving…" meanwhile), started
+    in order once no Slack request in this process waits for its ack, or once it has waited `patience`.
+    Slack's 3 s deadline is on acks: in a burst each save's CPU (ours and the database's) would otherwise
+    land in the next acks. Its own few threads, so waiting work holds no listener thread and wakes no crowd,
+    and Slack's round trips overlap; the interpreter finishes what is queued before it exits."""
 
-    def __init__(self, traffic: RequestTraffic = TRAFFIC, patience: float = ACKS_FIRST_PATIENCE) -> None:
+    def __init__(self, traffic: RequestTraffic = TRAFFIC, patience: float = ACKS_FIRST_PATIENCE,
+                 workers: int = AFTER_ACK_SLOTS) -> None:
         self._traffic, self._patience = traffic, patience
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiet-lane")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quiet-lane")
 
     def submit(self, work: Callable[[], None]) -> Future:
         """Queue `work`, run in the caller's context (its request id in the logs)."""
