@@ -216,8 +216,8 @@ def kinds(fake: FakeSlack, seeded: Seeded, opened_form: Callable[[], dict[str, A
             "edge:trained_on": [str(i) for i in trained_on],
         })
 
-    def closed(response: requests.Response) -> bool:
-        return response.status_code == 200 and response.text == ""
+    def saving(response: requests.Response) -> bool:
+        return response.status_code == 200 and response.json().get("response_action") == "update"
 
     def has_options(response: requests.Response) -> bool:
         return response.status_code == 200 and bool(response.json().get("options"))
@@ -231,7 +231,7 @@ def kinds(fake: FakeSlack, seeded: Seeded, opened_form: Callable[[], dict[str, A
         Kind("click asset_show", interaction(lambda n: block_action(
             "asset_show", str(seeded.model_id), response_url=fake.response_url("bench")))),
         Kind("lineage picker options", interaction(suggestion), has_options),
-        Kind("register submission", interaction(register), closed),
+        Kind("register submission", interaction(register), saving),
     ]
 
 

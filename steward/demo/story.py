@@ -82,9 +82,8 @@ class Story:
         form = self.slack.open_modal("classify candidate-screening", user=MAYA.user_id)
         self.settle(MAYA)
         self.say.did(MAYA.user_id, "answers: used in employment and recruitment (Annex III), not a safety component")
-        answer = self.slack.submit(form, {"annex_iii_areas": ["employment"], "annex_i_safety_component": "no"},
-                                   user=MAYA.user_id).json()
-        outcome = json.dumps(answer.get("view", {}))
+        outcome = json.dumps(self.slack.save(form, {"annex_iii_areas": ["employment"],
+                                                    "annex_i_safety_component": "no"}, user=MAYA.user_id))
         if "High" not in outcome:
             raise RuntimeError(f"the classification did not come out high: {outcome[:300]}")
         self.say.note("Steward answers in the modal: High risk. The model and the dataset it uses inherit the tier.")

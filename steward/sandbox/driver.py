@@ -7,6 +7,7 @@ The demo plays its story with it, and the end-to-end tests click through theirs.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import requests
 
+from bot.views.forms import PROBLEM
 from steward.sandbox import signing
 from steward.sandbox.slack_api import TEAM_ID, FakeSlack
 
@@ -130,6 +132,23 @@ class SlackDriver:
         _expect_ok(response, "the modal submission")
         return response
 
+    def save(self, view: dict[str, Any], values: dict[str, Any], *, user: str) -> dict[str, Any]:
+        """Submit a form that is saved after its ack ("Saving…") and return what its modal shows once the
+        save is done. A form refused in the ack, or given back with problems, raises FormRefused."""
+        answer = self.submit(view, values, user=user).json()
+        if answer.get("response_action") != "update":
+            raise FormRefused(f"the form was refused: {answer.get('errors', answer)}")
+        view_id = view["id"]
+
+        def outcome() -> dict[str, Any] | None:
+            shown = self.sandbox.view(view_id)
+            return shown if shown is not None and shown["hash"] != view["hash"] else None
+        shown = wait_for(outcome, what=f"the outcome of the form {view.get('callback_id')}")
+        problems = [b for b in shown["blocks"] if str(b.get("block_id", "")).startswith(PROBLEM)]
+        if problems:
+            raise FormRefused(f"the form came back: {json.dumps(problems)[:400]}")
+        return shown
+
     def pick(self, view: dict[str, Any], *, block_id: str, query: str, user: str) -> list[dict[str, Any]]:
         """Type `query` into the external select of `block_id` on a form; the options the bot offers."""
         block = next(b for b in view["blocks"] if b.get("block_id") == block_id)
@@ -148,9 +167,7 @@ class SlackDriver:
             if len(options) != 1:
                 raise LookupError(f"{query!r} should match exactly one asset, not {options}")
             values[f"edge:{edge}"] = [options[0]["value"]]
-        response = self.submit(form, values, user=user)
-        if response.text:
-            raise RuntimeError(f"registering {values.get('name')!r} was refused: {response.text}")
+        self.save(form, values, user=user)
 
     def click(self, message: dict[str, Any], action_id: str, *, user: str, option: str | None = None,
               channel: str | None = None, ephemeral: bool = False) -> requests.Response:
@@ -180,6 +197,10 @@ class SlackDriver:
     def dms(self, user: str) -> list[dict[str, Any]]:
         """The messages in the bot's DM with `user`, as they look now."""
         return self.sandbox.messages(channel=f"D{user}")
+
+
+class FormRefused(RuntimeError):
+    """A form was refused in its ack, or given back after its save with problems under its fields."""
 
 
 def _expect_ok(response: requests.Response, what: str) -> None:

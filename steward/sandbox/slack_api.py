@@ -448,6 +448,12 @@ class FakeSlack:
             message = self._messages.get((channel, ts))
             return {"channel": channel, **copy.deepcopy(message)} if message is not None else None
 
+    def view(self, view_id: str) -> dict | None:
+        """One view (opened, pushed, updated or published) in its latest state, or None."""
+        with self._lock:
+            view = self._views.get(view_id)
+            return copy.deepcopy(view) if view is not None else None
+
     def views_opened(self) -> list[dict]:
         """Views opened with views.open, oldest first, in their latest state."""
         with self._lock:

@@ -487,8 +487,8 @@ def register_assets(stack: Stack) -> None:
         stack.register("system", {"name": slug.replace("-", " ").capitalize(),
                                   "details.intended_purpose": "Write marketing copy"}, user=OWNER)
         form = stack.open_modal(f"classify {slug}", user=OWNER)
-        stack.submit(form, {"annex_i_safety_component": "no", "transparency_duties": ["synthetic_content"]},
-                     user=OWNER)
+        stack.slack.save(form, {"annex_i_safety_component": "no", "transparency_duties": ["synthetic_content"]},
+                         user=OWNER)
     tiers = dict(stack.sql("SELECT slug, effective_tier FROM asset"))
     assert tiers == {**dict.fromkeys(DATASETS), **dict.fromkeys(SYSTEMS, "limited")}, tiers
     stack.wait_delivered()

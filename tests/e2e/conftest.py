@@ -437,9 +437,9 @@ def register_high_risk_model(stack: Stack) -> None:
                               "details.intended_purpose": "Decide which customers get a retention offer"},
                    user=OWNER, lineage={"uses": "churn-model"})
     form = stack.open_modal("classify retention-offers", user=OWNER)
-    result = stack.submit(form, {"annex_iii_areas": ["employment"], "annex_i_safety_component": "no"},
-                          user=OWNER).json()
-    assert result["response_action"] == "update" and "High" in json.dumps(result["view"]), result
+    result = stack.slack.save(form, {"annex_iii_areas": ["employment"], "annex_i_safety_component": "no"},
+                              user=OWNER)
+    assert "High" in json.dumps(result), result
     assert stack.sql("SELECT effective_tier FROM asset WHERE slug = 'churn-model'")[0][0] == "high"
     stack.wait_delivered()
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from tests.bot.conftest import submission
 from tests.e2e.conftest import wait_for
 from tests.factories import OTHER, OWNER
 
@@ -17,11 +16,11 @@ def test_register_then_search_then_read_the_card(stack):
     # Register a dataset through the modal.
     assert stack.command("register dataset").status_code == 200
     form = wait_for(lambda: fake.views_opened(), what="the register modal")[-1]
-    response = stack.interact(submission(form, {
+    shown = stack.slack.save(form, {
         "name": "Churn events", "description": "Customer churn events <!channel>", "team": "Growth",
         "sensitivity": "restricted", "contains_personal_data": ["yes"], "location_uri": "s3://lake/churn",
-    }))
-    assert response.status_code == 200 and response.text == ""
+    }, user=OWNER)
+    assert shown["title"]["text"] == "Registered" and "`churn-events`" in json.dumps(shown)
     # The worker delivers the confirmation from the outbox, on real Redis.
     confirmation = wait_for(lambda: fake.calls_to("chat.postEphemeral"), what="the confirmation")[0]
     assert confirmation.args["user"] == OWNER and "churn-events" in json.dumps(confirmation.args)
@@ -33,11 +32,8 @@ def test_register_then_search_then_read_the_card(stack):
                               "api_app_id": "A0001", "action_id": "pick:trained_on", "block_id": "edge:trained_on",
                               "value": "churn", "view": {**form, "id": "V1"}}).json()["options"]
     assert [o["text"]["text"] for o in options] == ["Churn events (churn-events)"]
-    response = stack.interact(submission(form, {
-        "name": "Churn model", "owner_id": OTHER, "details.task": "classification",
-        "edge:trained_on": [options[0]["value"]],
-    }))
-    assert response.text == ""
+    stack.slack.save(form, {"name": "Churn model", "owner_id": OTHER, "details.task": "classification",
+                            "edge:trained_on": [options[0]["value"]]}, user=OWNER)
     dm = wait_for(lambda: [m for m in fake.messages() if m["channel"] == f"D{OTHER}"], what="the owner's DM")[0]
     assert "named you its owner" in json.dumps(dm)
 

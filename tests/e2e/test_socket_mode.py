@@ -49,11 +49,15 @@ def test_commands_modals_clicks_and_events_over_socket_mode(socket_stack):
     assert ack == {"response_action": "errors", "errors": {"location_uri": "A URI cannot contain spaces."}}
     assert stack.sql("SELECT count(*) FROM asset") == [(0,)]
 
-    # A valid one registers the asset, and the worker delivers the confirmation from the outbox.
+    # A valid one is acked with "Saving…", saved after the ack, and the modal then says so; the worker
+    # delivers the confirmation from the outbox.
     ack = socket.interactive(submission(form, {
         "name": "Churn events", "team": "Growth", "sensitivity": "restricted", "contains_personal_data": ["yes"],
         "location_uri": "s3://lake/churn"}, user=OWNER))
-    assert ack is None
+    assert ack["response_action"] == "update" and "Saving *Churn events*" in json.dumps(ack["view"])
+    saved = wait_for(lambda: fake.view(form["id"])["hash"] != form["hash"] and fake.view(form["id"]),
+                     what="the modal updated once saved")
+    assert saved["title"]["text"] == "Registered"
     assert stack.sql("SELECT slug, owner_id, team FROM asset") == [("churn-events", OWNER, "Growth")]
     stack.wait_delivered()
     confirmation = fake.last("chat.postEphemeral").args
