@@ -57,8 +57,8 @@ LISTENER_THREADS = 1024
 # times slower ones: the work after acks took the GIL from the next acks. Four keeps most of the
 # concurrency Bolt's own pool (5 threads) gave work that mostly waits on Slack.
 AFTER_ACK_SLOTS = 4
-# QuietLane work waits, at most this long, until this process has no Slack request waiting for its ack
-# and has had none arrive for ACKS_FIRST_QUIET (the moment between one answer and the next arrival).
+# QuietLane work waits, at most this long, until this process has had no Slack request waiting for its
+# ack for ACKS_FIRST_QUIET (longer than the moment between one answer and the next arrival).
 ACKS_FIRST_PATIENCE = 2.0
 ACKS_FIRST_QUIET = 0.005
 ACK_WAIT_SECONDS = 3.0  # Bolt's own ack timeout: after it, Bolt stops waiting and answers without the ack
@@ -161,11 +161,11 @@ class _Slot:
 
 
 class RequestTraffic:
-    """The Slack requests this process is handling (each is in flight until it is answered), and when the
-    last one arrived."""
+    """The Slack requests this process is handling (each is in flight until it is answered), and when one
+    last arrived or was answered."""
 
     def __init__(self, quiet: float = ACKS_FIRST_QUIET) -> None:
-        self._in_flight, self._last_arrival, self._quiet = 0, float("-inf"), quiet
+        self._in_flight, self._last_change, self._quiet = 0, float("-inf"), quiet
         self._changed = threading.Condition()
 
     @contextlib.contextmanager
@@ -173,23 +173,25 @@ class RequestTraffic:
         """Count one request in flight while it is handled (on `steward serve`, until its ack is answered)."""
         with self._changed:
             self._in_flight += 1
-            self._last_arrival = time.monotonic()
+            self._last_change = time.monotonic()
         try:
             yield
         finally:
             with self._changed:
                 self._in_flight -= 1
+                self._last_change = time.monotonic()  # the quiet spell counts from here: a next request
+                # typically follows an answer within a millisecond
                 if self._in_flight == 0:  # only then can it be quiet: waking waiters sooner is wasted GIL
                     self._changed.notify_all()
 
     def wait_for_quiet(self, patience: float) -> bool:
-        """Wait until no request is in flight and none has arrived for the quiet spell, at most `patience`
-        seconds; whether it is quiet."""
+        """Wait until no request has been in flight for the quiet spell, at most `patience` seconds; whether
+        it is quiet."""
         deadline = time.monotonic() + patience
         with self._changed:
             while True:
                 now = time.monotonic()
-                quiet_at = self._last_arrival + self._quiet
+                quiet_at = self._last_change + self._quiet
                 if self._in_flight == 0 and now >= quiet_at:
                     return True
                 if now >= deadline:

@@ -95,3 +95,15 @@ def test_every_request_to_the_events_path_counts_while_it_is_handled(monkeypatch
                  "CONTENT_LENGTH": "0", "QUERY_STRING": ""}, lambda s, h: status.append(s))
     application({"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET"}, lambda s, h: status.append(s))
     assert counts == ["in", "out"] and len(status) == 2  # the health check is not a Slack request
+
+
+def test_quiet_means_no_request_for_the_whole_spell_counted_from_the_last_answer():
+    traffic = RequestTraffic(quiet=60)
+    assert traffic.wait_for_quiet(0)  # nothing has happened yet
+    with traffic.request():
+        pass
+    assert not traffic.wait_for_quiet(0.01)  # answered just now: the next request may be on its way
+    brief = RequestTraffic(quiet=0)
+    with brief.request():
+        assert not brief.wait_for_quiet(0.01)  # one in flight
+    assert brief.wait_for_quiet(0)
