@@ -150,7 +150,7 @@ def serve_socket_mode(app: App, settings: Settings, *, host: str, port: int,
                                            collectors=metrics_collectors(engine, settings)),
                         host=host, port=port, name="bot")
     log.info("Steward connecting to Slack in Socket Mode")
-    handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+    handler = counted_socket_mode_handler(SocketModeHandler)(app, settings.slack_app_token.get_secret_value())
     handler.connect()
     # Run until SIGTERM (a supervisor stopping us) or SIGINT, then say goodbye to Slack: closing the
     # socket lets Slack route new envelopes to another connection instead of retrying into a dead one.
@@ -160,6 +160,19 @@ def serve_socket_mode(app: App, settings: Settings, *, host: str, port: int,
     stop.wait()
     log.info("Steward disconnecting from Slack")
     handler.close()
+
+
+def counted_socket_mode_handler(base: type) -> type:
+    """Bolt's Socket Mode handler, counting each request in flight (`bot.telemetry.TRAFFIC`) until its
+    answer has been sent, as `bot.app.wsgi_app` does over HTTP: a form's save (on the quiet lane) then
+    never reaches Slack before the ack that says "Saving…"."""
+    from bot.telemetry import TRAFFIC
+
+    class CountedSocketModeHandler(base):
+        def handle(self, client: Any, req: Any) -> None:
+            with TRAFFIC.request():
+                super().handle(client, req)
+    return CountedSocketModeHandler
 
 
 def _remove_folder(folder: str, owner: int) -> None:

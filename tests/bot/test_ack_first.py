@@ -13,8 +13,10 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot import app as bot_app
+from bot import telemetry as bot_telemetry
 from bot.app import create_app
 from bot.telemetry import AFTER_ACK_SLOTS, QuietLane, RequestTraffic
+from steward.server import counted_socket_mode_handler
 from tests.bot.conftest import TOKEN, Harness
 from workers.logs import REQUEST_ID
 
@@ -107,3 +109,16 @@ def test_quiet_means_no_request_for_the_whole_spell_counted_from_the_last_answer
     with brief.request():
         assert not brief.wait_for_quiet(0.01)  # one in flight
     assert brief.wait_for_quiet(0)
+
+
+def test_socket_mode_requests_count_until_their_answer_is_sent(monkeypatch):
+    seen = []
+
+    class Base:
+        def handle(self, client, req):
+            seen.append(("in flight", bot_telemetry.TRAFFIC.wait_for_quiet(0)))
+
+    monkeypatch.setattr(bot_telemetry, "TRAFFIC", RequestTraffic(quiet=0))
+    counted_socket_mode_handler(Base)().handle(client=None, req=None)
+    assert seen == [("in flight", False)]  # not quiet while the request is handled and answered
+    assert bot_telemetry.TRAFFIC.wait_for_quiet(0)  # quiet again once it was
