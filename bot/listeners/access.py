@@ -32,10 +32,12 @@ from bot.listeners.common import (
     in_modal, read, record_id, responder, tell,
 )
 from bot.listeners.modals import open_request
+from bot.listeners.saving import save_and_show
 from bot.views.access import (
     REASON_MAX, decision_refused_message, deny_modal, my_access_blocks, revoke_modal, revoked_modal,
 )
 from bot.views.common import escape, section
+from bot.views.forms import saving_view
 from bot.views.help import help_blocks
 
 log = logging.getLogger("steward.bot")
@@ -190,7 +192,7 @@ def register(app: App, ctx: BotContext) -> None:
         answer_errors(responder(body, respond, client), run)
 
     @app.view(Callback.REVOKE)
-    def submit_revoke(ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def submit_revoke(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
         meta = read_metadata(view)
         reason, grant_id = _reason(view), metadata_id(meta, "grant_id")
         problem = _reason_problem(reason, "Say why you revoke it.")
@@ -201,17 +203,15 @@ def register(app: App, ctx: BotContext) -> None:
             return
         try:
             actor = actor_for(ctx, body["user"]["id"])
-            grant = change(ctx, lambda s: _revoke(ctx, s, grant_id=grant_id, actor=actor, reason=reason))
-        except InvalidInput as exc:
-            ack(response_action="errors", errors=modal_errors(exc.field_errors, view, fallback=AccessBlock.REASON,
-                                                               message=str(exc)))
         except DomainError as exc:
             ack(response_action="errors", errors={AccessBlock.REASON: str(exc)})
-        except Exception:
-            log.exception("revoking access failed")
-            ack(response_action="errors", errors={AccessBlock.REASON: UNEXPECTED})
-        else:
-            ack(response_action="update", view=revoked_modal(grant=grant))
+            return
+        # Like the asset forms (bot/listeners/views.py): "Revoking…" at once, the outcome once saved.
+        ack(response_action="update", view=saving_view(view, "Revoking access"))
+        ctx.after_ack(lambda: save_and_show(
+            ctx, body, view, client,
+            lambda s: revoked_modal(grant=_revoke(ctx, s, grant_id=grant_id, actor=actor, reason=reason)),
+            what="access was not revoked", fallback=AccessBlock.REASON))
 
 
 # ---- commands --------------------------------------------------------------------------------------

@@ -16,13 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from slack_bolt import App
-from slack_sdk.errors import SlackApiError
 
 from workflows import inventory, reviews
 from workflows.classification import classify_system
 from workflows.details import field_errors
 from workflows.enums import AssetKind
-from workflows.errors import Conflict, DomainError, InvalidInput
+from workflows.errors import DomainError, InvalidInput
 from workflows.lineage import upstream_ids
 from workflows.risk import RiskAnswers
 
@@ -31,10 +30,10 @@ from bot.forms import (
     asset_input_from_view, metadata_channel, metadata_id, modal_errors, read_metadata, risk_answers_from_view,
 )
 from bot.ids import Block, Callback, RiskBlock
-from bot.listeners.common import STALE_FORM, UNEXPECTED, actor_for, change, tell
+from bot.listeners.common import STALE_FORM, actor_for
+from bot.listeners.saving import save_and_show
 from bot.views.classify import classification_result_view
-from bot.views.common import escape
-from bot.views.forms import refilled_view, saved_view, saving_view
+from bot.views.forms import saved_view, saving_view
 
 log = logging.getLogger("steward.bot")
 
@@ -99,7 +98,7 @@ def _save_asset(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any]
                                   policy=ctx.policy, message_id=metadata_id(meta, "review"), via="update")
         return saved_view(asset, registered=False)
 
-    ctx.after_ack(lambda: _save_and_show(ctx, body, view, client, save, what="asset was not saved",
+    ctx.after_ack(lambda: save_and_show(ctx, body, view, client, save, what="asset was not saved",
                                          fallback=Block.NAME))
 
 
@@ -133,39 +132,5 @@ def _save_classification(ctx: BotContext, ack, body: dict[str, Any], view: dict[
         inherited = len(upstream_ids(session=session, start=[asset.id], include_start=False))
         return classification_result_view(asset=asset, outcome=outcome, inherited=inherited)
 
-    ctx.after_ack(lambda: _save_and_show(ctx, body, view, client, save, what="classification was not saved",
+    ctx.after_ack(lambda: save_and_show(ctx, body, view, client, save, what="classification was not saved",
                                          fallback=RiskBlock.NOTES))
-
-
-def _save_and_show(ctx: BotContext, body: dict[str, Any], view: dict[str, Any], client, save, *, what: str,
-                   fallback: str) -> None:
-    """Run `save` as one change, then turn the "Saving…" modal into the view it returns. Should the save
-    fail, the modal shows the form again, holding what was entered, with each problem under its field.
-    If the person has closed the modal meanwhile, a failure reaches them as a message instead."""
-    try:
-        outcome, failed = change(ctx, save), None
-    except Exception as exc:
-        errors = _form_errors(exc, view, fallback=fallback)
-        failed = str(exc) if isinstance(exc, DomainError) else UNEXPECTED
-        outcome = refilled_view(view, f"Not saved: {failed}", errors)
-    try:
-        client.views_update(view_id=view["id"], view=outcome)
-        return
-    except (SlackApiError, OSError) as exc:  # closed meanwhile, or Slack did not answer
-        log.info("could not show the outcome of a form to %s (%s)", body["user"]["id"], type(exc).__name__)
-    if failed is not None:
-        details = " ".join(text for text in errors.values() if text != failed)
-        tell(client, user_id=body["user"]["id"], channel=metadata_channel(read_metadata(view)),
-             text=escape(f":warning: Your {what}: {failed} {details}".strip()))
-
-
-def _form_errors(exc: Exception, view: dict[str, Any], *, fallback: str) -> dict[str, str]:
-    """How a problem with a form reads as {block_id: error}; what names no block lands on `fallback`."""
-    if isinstance(exc, InvalidInput):
-        return modal_errors(exc.field_errors, view, fallback=fallback, message=str(exc))
-    if isinstance(exc, Conflict):
-        return modal_errors({exc.field or "": str(exc)}, view, fallback=fallback, message=str(exc))
-    if isinstance(exc, DomainError):
-        return {fallback: str(exc)}
-    log.exception("saving a form failed", exc_info=exc)
-    return {fallback: UNEXPECTED}

@@ -8,7 +8,7 @@ import json
 from tests.bot.access_helpers import (
     block, buttons, classify, file_request, grant_access, grant_row, requests, slack_accepts, text_of,
 )
-from tests.bot.conftest import CHANNEL, GOVERNANCE, block_action, outbox, rendered, submission
+from tests.bot.conftest import CHANNEL, GOVERNANCE, block_action, form_problems, outbox, rendered, submission
 from tests.factories import ADMIN, OTHER, OWNER, make_asset
 from workflows.db import transaction
 from workflows.deadlines import warn_grant
@@ -174,8 +174,8 @@ def test_the_owner_sees_who_has_access_and_revokes_with_a_reason(harness, engine
     assert body["errors"] == {"reason": "Say why you revoke it."}
     assert grant_row(engine, grant.id).status == "active"
 
-    body = json.loads(harness.interact(submission(view, {"reason": "Moved team <!channel>"}, user=OWNER)).body)
-    assert body["response_action"] == "update" and "access has ended" in text_of(body["view"])
+    shown = harness.submit(view, {"reason": "Moved team <!channel>"}, user=OWNER)
+    assert "access has ended" in text_of(shown)
     stored = grant_row(engine, grant.id)
     assert (stored.status, stored.ended_by, stored.end_reason) == ("revoked", OWNER, "Moved team <!channel>")
     [notice] = outbox(engine, template="grant_revoked")
@@ -205,9 +205,8 @@ def test_revoke_is_refused_for_anyone_else_on_click_and_on_submit(harness, engin
     # A modal the owner opened, submitted by someone else, is refused on the server.
     harness.interact(block_action("access_revoke_open", str(grant.id), user=OWNER,
                                   response_url=harness.fake.response_url("card")))
-    body = json.loads(harness.interact(submission(harness.opened_view(), {"reason": "Mine now"},
-                                                  user=OTHER)).body)
-    assert "Only the owner of churn-events" in body["errors"]["reason"]
+    shown = harness.submit(harness.opened_view(), {"reason": "Mine now"}, user=OTHER)
+    assert "Only the owner of churn-events" in form_problems(shown)["reason"]
     assert grant_row(engine, grant.id).status == "active"
     harness.interact(block_action("access_revoke_open", "12345", user=OWNER,
                                   response_url=harness.fake.response_url("forged")))
@@ -222,8 +221,8 @@ def test_revoking_ended_access_is_answered(harness, engine, bot_policy, now):
     view = harness.opened_view()
     harness.interact(block_action("access_release", str(grant.id), user=OTHER,
                                   response_url=harness.fake.response_url("list")))
-    body = json.loads(harness.interact(submission(view, {"reason": "Too late"}, user=OWNER)).body)
-    assert "revoked" in body["errors"]["reason"]
+    shown = harness.submit(view, {"reason": "Too late"}, user=OWNER)
+    assert "revoked" in form_problems(shown)["reason"]
     harness.interact(block_action("access_revoke_open", str(grant.id), user=OWNER,
                                   response_url=harness.fake.response_url("card")))
     assert "already been revoked" in harness.last_reply_text()
