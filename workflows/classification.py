@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from workflows.enums import AssetKind, AssetStatus
-from workflows.errors import Conflict, InvalidInput, NotAllowed
+from workflows.enums import AssetKind
+from workflows.errors import InvalidInput, NotAllowed
 from workflows.inventory import Actor, get_asset, record_classification
 from workflows.models import Asset, Classification
 from workflows.outbox import OutboxMethod, add_message
@@ -26,8 +26,6 @@ def ensure_classifiable(*, asset: Asset, actor: Actor, policy: Policy) -> None:
     if asset.kind != AssetKind.SYSTEM:
         raise InvalidInput(f"{asset.slug} is a {asset.kind.label.lower()}. Only AI systems are classified; "
                            "other assets inherit the tier of the systems that use them.")
-    if asset.status == AssetStatus.RETIRED:
-        raise Conflict(f"{asset.slug} is retired.")
     if not can_classify(asset=asset, actor=actor, policy=policy):
         raise NotAllowed(f"Only the owner of {asset.slug}, governance or a Steward admin can classify it.")
 

@@ -82,7 +82,7 @@ def register_asset(*, session: Session, data: AssetInput, actor: Actor, now: dat
                    reply_channel: str = "") -> Asset:
     """Add an asset with its lineage, log it, and tell the owner if someone else registered it."""
     details = check_asset_input(data, new=True)
-    slug = _claim_slug(session, data.slug or slugify(data.name), explicit=bool(data.slug))
+    slug = _claim_slug(session, data.slug or slugify(data.name))
     asset = Asset(
         **data.model_dump(exclude={"slug", "details", "lineage", "status"}),
         slug=slug, details=details, created_by=actor.user_id, created_at=now, updated_at=now,
@@ -110,7 +110,7 @@ def update_asset(*, session: Session, asset_id: int, data: AssetInput, actor: Ac
     before = snapshot(session, asset)
     slug = data.slug or asset.slug
     if slug != asset.slug:
-        slug = _claim_slug(session, slug, explicit=True)
+        slug = _claim_slug(session, slug)
     affected = lineage.upstream_ids(session=session, start=[asset.id])
     for name, value in data.model_dump(exclude={"slug", "details", "lineage", "kind", "status"}).items():
         setattr(asset, name, value)
@@ -357,8 +357,8 @@ def _slug_shape(slug: str, *, explicit: bool) -> None:
         raise InvalidInput(message, field_errors={field_name: message})
 
 
-def _claim_slug(session: Session, slug: str, *, explicit: bool) -> str:
-    _slug_shape(slug, explicit=explicit)
+def _claim_slug(session: Session, slug: str) -> str:
+    # Its shape was checked by check_asset_input.
     taken = session.exec(select(Asset).where(Asset.slug == slug)).first()
     if taken:
         message = (f"`{slug}` is already taken by another {taken.kind.label.lower()}. "

@@ -32,12 +32,11 @@ from bot.listeners.common import (
     in_modal, read, record_id, responder, tell,
 )
 from bot.listeners.modals import open_request
-from bot.listeners.saving import save_and_show
+from bot.listeners.saving import ack_then_save
 from bot.views.access import (
     REASON_MAX, decision_refused_message, deny_modal, my_access_blocks, revoke_modal, revoked_modal,
 )
 from bot.views.common import escape, section
-from bot.views.forms import saving_view
 from bot.views.help import help_blocks
 
 log = logging.getLogger("steward.bot")
@@ -207,11 +206,9 @@ def register(app: App, ctx: BotContext) -> None:
             ack(response_action="errors", errors={AccessBlock.REASON: str(exc)})
             return
         # Like the asset forms (bot/listeners/views.py): "Revoking…" at once, the outcome once saved.
-        ack(response_action="update", view=saving_view(view, "Revoking access"))
-        ctx.after_ack(lambda: save_and_show(
-            ctx, body, view, client,
-            lambda s: revoked_modal(grant=_revoke(ctx, s, grant_id=grant_id, actor=actor, reason=reason)),
-            what="access was not revoked", fallback=AccessBlock.REASON))
+        ack_then_save(ctx, ack, body, view, client,
+                      lambda s: revoked_modal(grant=_revoke(ctx, s, grant_id=grant_id, actor=actor, reason=reason)),
+                      doing="Revoking access", what="access was not revoked", fallback=AccessBlock.REASON)
 
 
 # ---- commands --------------------------------------------------------------------------------------

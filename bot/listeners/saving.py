@@ -14,12 +14,19 @@ from bot.context import BotContext
 from bot.forms import metadata_channel, modal_errors, read_metadata
 from bot.listeners.common import UNEXPECTED, change, tell
 from bot.views.common import escape
-from bot.views.forms import refilled_view
+from bot.views.forms import refilled_view, saving_view
 
 log = logging.getLogger("steward.bot")
 
 
-def save_and_show(ctx: BotContext, body: dict[str, Any], view: dict[str, Any], client, save, *, what: str,
+def ack_then_save(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any], client, save, *,
+                  doing: str, name: str = "", what: str, fallback: str) -> None:
+    """Ack with "`doing` *name*…" in the modal, then `_save_and_show` on `ctx.after_ack`."""
+    ack(response_action="update", view=saving_view(view, doing, name))
+    ctx.after_ack(lambda: _save_and_show(ctx, body, view, client, save, what=what, fallback=fallback))
+
+
+def _save_and_show(ctx: BotContext, body: dict[str, Any], view: dict[str, Any], client, save, *, what: str,
                    fallback: str) -> None:
     """Run `save` as one change, then turn the "Saving…" modal into the view it returns. Should the save
     fail, the modal shows the form again, holding what was entered, with each problem under its field.
@@ -27,7 +34,7 @@ def save_and_show(ctx: BotContext, body: dict[str, Any], view: dict[str, Any], c
     try:
         outcome, failed = change(ctx, save), None
     except Exception as exc:
-        errors = form_errors(exc, view, fallback=fallback)
+        errors = _form_errors(exc, view, fallback=fallback)
         failed = str(exc) if isinstance(exc, DomainError) else UNEXPECTED
         outcome = refilled_view(view, f"Not saved: {failed}", errors)
     try:
@@ -41,7 +48,7 @@ def save_and_show(ctx: BotContext, body: dict[str, Any], view: dict[str, Any], c
              text=escape(f":warning: Your {what}: {failed} {details}".strip()))
 
 
-def form_errors(exc: Exception, view: dict[str, Any], *, fallback: str) -> dict[str, str]:
+def _form_errors(exc: Exception, view: dict[str, Any], *, fallback: str) -> dict[str, str]:
     """How a problem with a form reads as {block_id: error}; what names no block lands on `fallback`."""
     if isinstance(exc, InvalidInput):
         return modal_errors(exc.field_errors, view, fallback=fallback, message=str(exc))

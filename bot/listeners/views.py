@@ -31,9 +31,9 @@ from bot.forms import (
 )
 from bot.ids import Block, Callback, RiskBlock
 from bot.listeners.common import STALE_FORM, actor_for
-from bot.listeners.saving import save_and_show
+from bot.listeners.saving import ack_then_save
 from bot.views.classify import classification_result_view
-from bot.views.forms import saved_view, saving_view
+from bot.views.forms import saved_view
 
 log = logging.getLogger("steward.bot")
 
@@ -82,8 +82,6 @@ def _save_asset(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any]
     except DomainError as exc:
         ack(response_action="errors", errors={Block.NAME: str(exc)})
         return
-    ack(response_action="update", view=saving_view(view, "Saving", data.name))
-
     def save(session) -> dict[str, Any]:
         if not editing:
             asset = inventory.register_asset(session=session, data=data, actor=actor, now=ctx.clock(),
@@ -98,8 +96,8 @@ def _save_asset(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any]
                                   policy=ctx.policy, message_id=metadata_id(meta, "review"), via="update")
         return saved_view(asset, registered=False)
 
-    ctx.after_ack(lambda: save_and_show(ctx, body, view, client, save, what="asset was not saved",
-                                         fallback=Block.NAME))
+    ack_then_save(ctx, ack, body, view, client, save, doing="Saving", name=data.name, what="asset was not saved",
+                  fallback=Block.NAME)
 
 
 def _save_classification(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
@@ -123,8 +121,6 @@ def _save_classification(ctx: BotContext, ack, body: dict[str, Any], view: dict[
     except DomainError as exc:
         ack(response_action="errors", errors={RiskBlock.NOTES: str(exc)[:150]})
         return
-    ack(response_action="update", view=saving_view(view, "Classifying"))
-
     def save(session) -> dict[str, Any]:
         _, outcome = classify_system(session=session, asset_id=asset_id, answers=answers, actor=actor,
                                      now=ctx.clock(), policy=ctx.policy)
@@ -132,5 +128,5 @@ def _save_classification(ctx: BotContext, ack, body: dict[str, Any], view: dict[
         inherited = len(upstream_ids(session=session, start=[asset.id], include_start=False))
         return classification_result_view(asset=asset, outcome=outcome, inherited=inherited)
 
-    ctx.after_ack(lambda: save_and_show(ctx, body, view, client, save, what="classification was not saved",
-                                         fallback=RiskBlock.NOTES))
+    ack_then_save(ctx, ack, body, view, client, save, doing="Classifying", what="classification was not saved",
+                  fallback=RiskBlock.NOTES)

@@ -228,3 +228,15 @@ def refilled_view(submitted: dict[str, Any], problem: str, errors: dict[str, str
             blocks.append({**context(f":warning: {escape(errors[block['block_id']])}"),
                            "block_id": f"{PROBLEM}{block['block_id']}"})
     return {**{k: submitted[k] for k in _VIEW_KEYS if k in submitted}, "blocks": blocks}
+
+
+def problems_shown(view: dict[str, Any]) -> dict[str, str]:
+    """The problems a form given back by `refilled_view` shows: {block_id: the text under it}, and "" for
+    the line above the form. Empty for any other view."""
+    problems = {}
+    for block in view.get("blocks", []):
+        block_id = str(block.get("block_id", ""))
+        if block_id.startswith(PROBLEM):
+            text = block["text"]["text"] if block["type"] == "section" else block["elements"][0]["text"]
+            problems["" if block_id == f"{PROBLEM}top" else block_id.removeprefix(PROBLEM)] = text
+    return problems

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from bot.views.forms import PROBLEM
+from bot.views.forms import problems_shown
 from steward.sandbox import signing
 from steward.sandbox.slack_api import TEAM_ID, FakeSlack
 
@@ -144,7 +144,7 @@ class SlackDriver:
             shown = self.sandbox.view(view_id)
             return shown if shown is not None and shown["hash"] != view["hash"] else None
         shown = wait_for(outcome, what=f"the outcome of the form {view.get('callback_id')}")
-        problems = [b for b in shown["blocks"] if str(b.get("block_id", "")).startswith(PROBLEM)]
+        problems = problems_shown(shown)
         if problems:
             raise FormRefused(f"the form came back: {json.dumps(problems)[:400]}")
         return shown

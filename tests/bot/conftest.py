@@ -16,7 +16,6 @@ from sqlmodel import select
 
 from bot.app import create_app
 from bot.context import BotContext, members_from
-from bot.views.forms import PROBLEM
 from bot.views.messages import render_outbox
 from steward.sandbox import driver, signing
 from steward.sandbox.slack_api import FakeSlack
@@ -203,18 +202,6 @@ def rendered(engine, row: OutboxMessage) -> dict[str, Any]:
         if row.method == OutboxMethod.UPDATE:
             row = session.get(OutboxMessage, row.updates_id)
         return render_outbox(session, row.payload)
-
-
-def form_problems(view: dict[str, Any]) -> dict[str, str]:
-    """The problems a form given back after a failed save shows: {block_id: text under it}, and "" for the
-    line at the top. Empty for any other view."""
-    problems = {}
-    for block in view.get("blocks", []):
-        block_id = str(block.get("block_id", ""))
-        if block_id.startswith(PROBLEM):
-            text = block["text"]["text"] if block["type"] == "section" else block["elements"][0]["text"]
-            problems["" if block_id == f"{PROBLEM}top" else block_id.removeprefix(PROBLEM)] = text
-    return problems
 
 
 def submission(view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+from bot.views.forms import problems_shown
 from tests.bot.access_helpers import (
     block, buttons, classify, file_request, grant_access, grant_row, requests, slack_accepts, text_of,
 )
-from tests.bot.conftest import CHANNEL, GOVERNANCE, block_action, form_problems, outbox, rendered, submission
+from tests.bot.conftest import CHANNEL, GOVERNANCE, block_action, outbox, rendered, submission
 from tests.factories import ADMIN, OTHER, OWNER, make_asset
 from workflows.db import transaction
 from workflows.deadlines import warn_grant
@@ -206,7 +207,7 @@ def test_revoke_is_refused_for_anyone_else_on_click_and_on_submit(harness, engin
     harness.interact(block_action("access_revoke_open", str(grant.id), user=OWNER,
                                   response_url=harness.fake.response_url("card")))
     shown = harness.submit(harness.opened_view(), {"reason": "Mine now"}, user=OTHER)
-    assert "Only the owner of churn-events" in form_problems(shown)["reason"]
+    assert "Only the owner of churn-events" in problems_shown(shown)["reason"]
     assert grant_row(engine, grant.id).status == "active"
     harness.interact(block_action("access_revoke_open", "12345", user=OWNER,
                                   response_url=harness.fake.response_url("forged")))
@@ -222,7 +223,7 @@ def test_revoking_ended_access_is_answered(harness, engine, bot_policy, now):
     harness.interact(block_action("access_release", str(grant.id), user=OTHER,
                                   response_url=harness.fake.response_url("list")))
     shown = harness.submit(view, {"reason": "Too late"}, user=OWNER)
-    assert "revoked" in form_problems(shown)["reason"]
+    assert "revoked" in problems_shown(shown)["reason"]
     harness.interact(block_action("access_revoke_open", str(grant.id), user=OWNER,
                                   response_url=harness.fake.response_url("card")))
     assert "already been revoked" in harness.last_reply_text()

@@ -4,7 +4,8 @@ import json
 
 from sqlmodel import select
 
-from tests.bot.conftest import GOVERNANCE, block_action, form_problems, submission
+from bot.views.forms import problems_shown
+from tests.bot.conftest import GOVERNANCE, block_action, submission
 from tests.factories import OTHER, OWNER, make_asset
 from workflows.db import transaction
 from workflows.models import Asset, Classification, OutboxMessage
@@ -85,7 +86,7 @@ def test_a_forged_classify_submission_is_refused(harness, engine, bot_policy, no
     _system_with_lineage(engine, bot_policy, now)
     harness.command("classify loan-approval", user=OWNER)
     shown = harness.submit(harness.opened_view(), {"annex_i_safety_component": "yes"}, user=OTHER)
-    assert "Only the owner of loan-approval" in form_problems(shown)["notes"]
+    assert "Only the owner of loan-approval" in problems_shown(shown)["notes"]
     assert _tiers(engine)["loan-approval"] is None
 
 

@@ -4,7 +4,8 @@ import json
 
 from sqlmodel import select
 
-from tests.bot.conftest import CHANNEL, block_action, form_problems, submission
+from bot.views.forms import problems_shown
+from tests.bot.conftest import CHANNEL, block_action, submission
 from tests.factories import ADMIN, OTHER, OWNER, make_asset
 from workflows.db import transaction
 from workflows.models import Asset, DecisionLogEntry, Edge, OutboxMessage
@@ -97,7 +98,7 @@ def test_a_duplicate_slug_is_a_field_error(harness, engine, bot_policy, now):
     make_asset(engine, policy=bot_policy, now=now, name="Churn events")
     view = _open_form(harness, "dataset")
     shown = harness.submit(view, {"name": "Churn events", "description": "Kept"})
-    assert "`churn-events` is already taken" in form_problems(shown)["slug"]
+    assert "`churn-events` is already taken" in problems_shown(shown)["slug"]
     assert shown["callback_id"] == "asset_register"  # the form again, to fix and submit
     assert next(b for b in shown["blocks"] if b.get("block_id") == "description")["element"]["initial_value"] == "Kept"
     assert len(_assets(engine)) == 1
@@ -131,7 +132,7 @@ def test_a_lineage_cycle_is_refused_on_the_picker_block(harness, engine, bot_pol
     harness.interact(block_action("asset_edit_open", str(base.id), response_url=harness.fake.response_url("m")))
     view = harness.opened_view()
     shown = harness.submit(view, {"edge:derived_from": [str(child.id)]})
-    assert "cycle" in form_problems(shown)["edge:derived_from"]
+    assert "cycle" in problems_shown(shown)["edge:derived_from"]
     with transaction(engine) as session:
         assert session.exec(select(Edge).where(Edge.source_id == base.id)).all() == []
 
@@ -147,7 +148,7 @@ def test_only_the_owner_or_an_admin_can_open_or_submit_the_edit_form(harness, en
     view = harness.opened_view()
     # A forged submission by someone else is refused on the server, whatever the view says.
     shown = harness.submit(view, {"name": "Hijacked"}, user=OTHER)
-    assert "Only the owner" in form_problems(shown)["name"]
+    assert "Only the owner" in problems_shown(shown)["name"]
     assert _assets(engine)[0].name == "Guarded"
 
 

@@ -5,8 +5,8 @@ import json
 
 from sqlmodel import select
 
-from bot.views.forms import refilled_view
-from tests.bot.conftest import CHANNEL, GOVERNANCE, form_problems, submission
+from bot.views.forms import problems_shown, refilled_view
+from tests.bot.conftest import CHANNEL, GOVERNANCE, submission
 from tests.factories import OWNER, log_actions, make_asset, reload, retire
 from workflows.db import transaction
 from workflows.models import Asset, Classification
@@ -48,7 +48,7 @@ def test_a_failed_save_gives_the_form_back_with_every_answer(harness, engine, bo
         "details.task": "classification", "edge:trained_on": [str(dataset.id)],
     })
     assert shown["callback_id"] == "asset_register" and shown["submit"]["text"] == "Register"
-    problems = form_problems(shown)
+    problems = problems_shown(shown)
     assert "Not saved" in problems[""] and "already taken" in problems["slug"]
     assert _block(shown, "name")["element"]["initial_value"] == "Churn model"
     assert _block(shown, "description")["element"]["initial_value"] == "Predicts churn"
@@ -104,7 +104,7 @@ def test_an_edit_whose_new_lineage_was_retired_comes_back_unsaved(harness, engin
     form = harness.opened_view()
     retire(engine, dataset, policy=bot_policy, now=now)
     shown = harness.submit(form, {"description": "Now with lineage", "edge:trained_on": [str(dataset.id)]})
-    assert "churn-events is retired and cannot be linked" in form_problems(shown)["edge:trained_on"]
+    assert "churn-events is retired and cannot be linked" in problems_shown(shown)["edge:trained_on"]
     assert _block(shown, "description")["element"]["initial_value"] == "Now with lineage"
     assert reload(engine, model).description == ""
     assert "asset.updated" not in log_actions(engine)
@@ -117,7 +117,7 @@ def test_a_classification_of_a_retired_system_puts_the_questionnaire_back(harnes
     retire(engine, system, policy=bot_policy, now=now)
     shown = harness.submit(form, {"annex_i_safety_component": "no", "annex_iii_areas": ["essential_services"]},
                            user=GOVERNANCE)
-    assert "loan-approval is retired" in form_problems(shown)["notes"]
+    assert "loan-approval is retired" in problems_shown(shown)["notes"]
     assert [o["value"] for o in _block(shown, "annex_iii_areas")["element"]["initial_options"]] == \
         ["essential_services"]
     with transaction(engine) as session:
@@ -142,7 +142,7 @@ def test_refilling_carries_every_kind_of_answer_and_drops_empty_ones():
     assert set(view) == {"type", "callback_id", "private_metadata", "blocks"}  # no id, hash or state
     assert view["blocks"][0]["text"]["text"] == ":warning: Not saved: *why* &lt;!here&gt;"
     assert view["blocks"][1]["text"]["text"] == "intro"
-    assert form_problems(view)["pick"] == ":warning: Pick &lt;another&gt;"
+    assert problems_shown(view)["pick"] == ":warning: Pick &lt;another&gt;"
     elements = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
     assert elements["text"] == {"type": "any", "action_id": "a", "initial_value": "typed"}
     assert elements["pick"]["initial_option"]["value"] == "x"

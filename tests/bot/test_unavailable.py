@@ -6,7 +6,8 @@ from slack_sdk import WebClient
 from bot.app import create_app
 from bot.context import BotContext
 from bot.listeners.common import SLACK_SILENT, answer_errors
-from tests.bot.conftest import SECRET, TOKEN, Harness, form_problems
+from bot.views.forms import problems_shown
+from tests.bot.conftest import SECRET, TOKEN, Harness
 from workers.directory import Directory
 from workflows.db import make_engine
 from workflows.settings import Settings
@@ -33,7 +34,7 @@ def test_a_command_says_the_database_is_unreachable(down):
 def test_a_submission_gives_the_form_back_with_the_reason(down):
     down.command("register dataset")
     shown = down.submit(down.opened_view(), {"name": "Churn events", "description": "Typed before the outage"})
-    assert "The database cannot be reached" in form_problems(shown)["name"]
+    assert "The database cannot be reached" in problems_shown(shown)["name"]
     description = next(b for b in shown["blocks"] if b.get("block_id") == "description")
     assert description["element"]["initial_value"] == "Typed before the outage"  # nothing typed is lost
 

@@ -26,9 +26,9 @@ from bot.forms import metadata
 from bot.ids import Action, ReviewVerb
 from bot.views.access import deny_modal, request_modal, revoke_modal
 from bot.views.classify import classify_view
-from bot.views.forms import asset_form_view
+from bot.views.forms import asset_form_view, problems_shown
 from bot.views.reviews import retire_confirm_view
-from tests.bot.conftest import Harness, block_action, form_problems, outbox, submission
+from tests.bot.conftest import Harness, block_action, outbox, submission
 from tests.security.scenario import PEOPLE, Scenario, build_scenario, guarded_state, load
 from workflows.authorization import MATRIX, Role, Verb, is_allowed, markdown_table
 from workflows.db import transaction
@@ -71,8 +71,8 @@ def attempt(h: Harness, user: str, send: Callable[[], BoltResponse]) -> Attempt:
     for call in calls:
         if call.method in ("response_url", "chat.postEphemeral", "chat.postMessage"):
             notices.append(json.dumps(call.args, ensure_ascii=False))
-        if call.method == "views.update" and form_problems(call.args["view"]):  # a form given back
-            notices.append(json.dumps(form_problems(call.args["view"]), ensure_ascii=False))
+        if call.method == "views.update" and problems_shown(call.args["view"]):  # a form given back
+            notices.append(json.dumps(problems_shown(call.args["view"]), ensure_ascii=False))
     body = _json(response.body)
     if body.get("response_action") == "errors":
         notices.append(json.dumps(body["errors"], ensure_ascii=False))
