@@ -62,8 +62,9 @@ class BotContext:
     # Webhook provisioning jobs a change wrote (a revoke, a release) are sent by a worker. Without a
     # queue they are still sent: they are due in the database, and the sweep finds them.
     enqueue_provisioning: Callable[[list[int]], object] = field(default=_sweep_provisions)
-    # Work after an ack that can wait a moment (a form's save, while its modal says "Saving…"): `steward
-    # serve` queues it behind the acks (bot.telemetry.QuietLane); by default, and in tests, it runs at once.
+    # Work after an ack that can wait a moment (a form's save, while its modal says "Saving…"; an answer through
+    # a response URL): `steward serve` queues it behind the acks (bot.telemetry.QuietLane); by default, and in
+    # tests, it runs at once.
     after_ack: Callable[[Callable[[], None]], object] = field(default=_run_now)
 
     def __post_init__(self) -> None:

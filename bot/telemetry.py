@@ -19,9 +19,11 @@
   moment `ack()` is called (not by Bolt's 10 ms polling), and after their acks at most
   AFTER_ACK_SLOTS listeners per process run at once, so the work after acks cannot starve the next
   acks of the GIL and CPU.
-- Work after an ack that can wait a moment (a form's save: its modal says "Saving…") goes on a
-  `QuietLane`, which starts it once no request in the process waits for its ack (`RequestTraffic`, counted
-  by `bot.app.wsgi_app`), or after ACKS_FIRST_PATIENCE. In a burst of form submissions the acks go first.
+- Work after an ack that can wait a moment goes on a `QuietLane`: a form's save (its modal says "Saving…"),
+  and every answer sent through a response URL (a search, a card, a report). The lane starts it, one piece
+  per lull, once no request in the process has waited for its ack for ACKS_FIRST_QUIET (`RequestTraffic`,
+  counted by `bot.app.wsgi_app`), or after ACKS_FIRST_PATIENCE. In a burst the acks go first, and the
+  answers follow it; work that opens a modal runs at once, as its trigger_id expires 3 s after the click.
 
 ACK_SECONDS is observed the first time the request's `ack()` is called.
 """
@@ -33,7 +35,7 @@ import contextvars
 import logging
 import threading
 import time
-import uuid
+import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -57,10 +59,15 @@ LISTENER_THREADS = 1024
 # times slower ones: the work after acks took the GIL from the next acks. Four keeps most of the
 # concurrency Bolt's own pool (5 threads) gave work that mostly waits on Slack.
 AFTER_ACK_SLOTS = 4
-# QuietLane work waits, at most this long, until this process has had no Slack request waiting for its
-# ack for ACKS_FIRST_QUIET (longer than the moment between one answer and the next arrival).
-ACKS_FIRST_PATIENCE = 2.0
-ACKS_FIRST_QUIET = 0.005
+# QuietLane work waits, at most ACKS_FIRST_PATIENCE, until this process has had no Slack request waiting for
+# its ack for ACKS_FIRST_QUIET; each such lull starts one piece of work. On `bench --only ack` (2 cores shared
+# with the client and PostgreSQL) a 5 ms lull came often inside a burst at 16 concurrent, whenever the client
+# fell behind, and the searches it let in took the CPU from the next acks (p50 1.7-2.1x bare); 30 ms lulls
+# do not come inside a burst, while one person's answer still starts 30 ms after their ack. Letting a lull
+# start all the waiting work at once put concurrency 1 at p99 2.2-2.6x bare; one piece per lull, 0.6-1.4x.
+# A burst of 512 requests at 16 lasts about 3 s, so 2 s of patience let a third of its work in early.
+ACKS_FIRST_PATIENCE = 5.0
+ACKS_FIRST_QUIET = 0.03
 ACK_WAIT_SECONDS = 3.0  # Bolt's own ack timeout: after it, Bolt stops waiting and answers without the ack
 MAX_LABEL = 64  # action and callback ids are ours and short; this only bounds a surprise
 log = logging.getLogger("steward.bot")
@@ -79,7 +86,7 @@ class InstrumentedApp(App):
         """Handle one request, as Bolt does, inside its telemetry scope."""
         scope = _Scope()
         req.context["ack"] = _TimedAck(scope)
-        request_token, scope_token = REQUEST_ID.set(uuid.uuid4().hex[:16]), _SCOPE.set(scope)
+        request_token, scope_token = REQUEST_ID.set(f"{random.getrandbits(64):016x}"), _SCOPE.set(scope)
         try:
             return super().dispatch(req)
         finally:
@@ -184,15 +191,18 @@ class RequestTraffic:
                 if self._in_flight == 0:  # only then can it be quiet: waking waiters sooner is wasted GIL
                     self._changed.notify_all()
 
-    def wait_for_quiet(self, patience: float) -> bool:
+    def wait_for_quiet(self, patience: float, *, claim: bool = False) -> bool:
         """Wait until no request has been in flight for the quiet spell, at most `patience` seconds; whether
-        it is quiet."""
+        it is quiet. With `claim`, the spell is used up: the next caller waits for a spell of its own, so a
+        lull in a burst lets one piece of work start, not a crowd."""
         deadline = time.monotonic() + patience
         with self._changed:
             while True:
                 now = time.monotonic()
                 quiet_at = self._last_change + self._quiet
                 if self._in_flight == 0 and now >= quiet_at:
+                    if claim:
+                        self._last_change = now
                     return True
                 if now >= deadline:
                     return False
@@ -203,8 +213,9 @@ TRAFFIC = RequestTraffic()  # this process's; `bot.app.wsgi_app` counts every re
 
 
 class QuietLane:
-    """Work after acks that can wait a moment (a form's save, whose modal says "Saving…" meanwhile), started
-    in order once no Slack request in this process waits for its ack, or once it has waited `patience`.
+    """Work after acks that can wait a moment (a form's save, whose modal says "Saving…" meanwhile; an answer
+    through a response URL), started in order, one per lull in which no Slack request in this process waited
+    for its ack, or once it has waited `patience`.
     Slack's 3 s deadline is on acks: in a burst each save's CPU (ours and the database's) would otherwise
     land in the next acks. Its own few threads, so waiting work holds no listener thread and wakes no crowd,
     and Slack's round trips overlap; the interpreter finishes what is queued before it exits."""
@@ -219,7 +230,7 @@ class QuietLane:
         start_by, context = time.monotonic() + self._patience, contextvars.copy_context()
 
         def run() -> None:
-            self._traffic.wait_for_quiet(max(0.0, start_by - time.monotonic()))
+            self._traffic.wait_for_quiet(max(0.0, start_by - time.monotonic()), claim=True)
             try:
                 context.run(work)
             except Exception:

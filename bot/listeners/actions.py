@@ -16,7 +16,7 @@ from bot.forms import metadata, metadata_channel, read_metadata
 from bot.ids import Action
 from bot.listeners.commands import card_blocks
 from bot.listeners.common import (
-    actor_for, answer_errors, change, channel_of, in_modal, read, record_id, responder,
+    actor_for, answer_after_acks, answer_errors, change, channel_of, in_modal, read, record_id, responder,
 )
 from bot.listeners.modals import open_classify, open_edit, open_register
 from bot.views.common import plain
@@ -51,7 +51,10 @@ def register(app: App, ctx: BotContext) -> None:
             blocks = read(ctx, lambda s: card_blocks(ctx, s, _asset(s, action), actor))
             _show_blocks(body, respond, client, blocks)
 
-        answer_errors(responder(body, respond, client), run)
+        if body.get("response_url"):  # in a message: the card comes through the response URL
+            answer_after_acks(ctx, respond, run)
+        else:  # from App Home or a modal: it opens with the click's trigger_id
+            answer_errors(responder(body, respond, client), run)
 
     @app.action(Action.EDIT_ASSET)
     def edit(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:

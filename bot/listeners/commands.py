@@ -14,7 +14,7 @@ from workflows.enums import AssetKind, AssetStatus
 from bot.context import BotContext
 from bot.ids import Command
 from bot.listeners.access import access_command, request_command
-from bot.listeners.common import actor_for, answer_errors, ephemeral, read
+from bot.listeners.common import actor_for, answer_after_acks, answer_errors, ephemeral, read
 from bot.listeners.lineage import lineage_command
 from bot.listeners.report import report_command
 from bot.listeners.modals import open_classify, open_edit, open_register
@@ -40,7 +40,11 @@ def register(app: App, ctx: BotContext) -> None:
             intro = f"I don't know `{escape(name)}`." if name and sub != Command.HELP else None
             ephemeral(respond, help_blocks(intro=intro), "Steward help")
             return
-        answer_errors(respond, lambda: handler(ctx, command, arg, respond, client))
+        run = lambda: handler(ctx, command, arg, respond, client)  # noqa: E731
+        if handler in ANSWERED_BY_RESPONSE_URL:
+            answer_after_acks(ctx, respond, run)
+        else:
+            answer_errors(respond, run)
 
 
 def show_asset(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:
@@ -139,3 +143,7 @@ HANDLERS = {
     Command.LINEAGE: lineage_command,
     Command.REPORT: report_command,
 }
+
+# These answer in the conversation, through the response URL, so they wait behind the acks of requests still
+# arriving (`answer_after_acks`); the other subcommands open a modal, whose trigger_id will not wait.
+ANSWERED_BY_RESPONSE_URL = frozenset({show_asset, search, mine, access_command, lineage_command, report_command})

@@ -95,6 +95,15 @@ def answer_errors(respond: Callable[..., Any], fn: Callable[[], None]) -> None:
         respond(response_type="ephemeral", replace_original=False, text=UNEXPECTED)
 
 
+def answer_after_acks(ctx: BotContext, respond: Callable[..., Any], fn: Callable[[], None]) -> None:
+    """Run `fn` as `answer_errors` does, on `ctx.after_ack`: behind the acks of requests still arriving.
+
+    Only for work that answers through the response URL, which Slack keeps valid for 30 minutes. Work that
+    opens a modal must run at once: its trigger_id expires 3 s after the person acted.
+    """
+    ctx.after_ack(lambda: answer_errors(respond, fn))
+
+
 def ephemeral(respond: Callable[..., Any], blocks: list[dict[str, Any]], text: str) -> None:
     """Answer only the person who asked (`text` is the notification fallback, so it is escaped too)."""
     respond(response_type="ephemeral", replace_original=False, text=escape(text), blocks=blocks)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import threading
 import time
 
@@ -17,7 +18,8 @@ from bot import telemetry as bot_telemetry
 from bot.app import create_app
 from bot.telemetry import AFTER_ACK_SLOTS, QuietLane, RequestTraffic
 from steward.server import counted_socket_mode_handler
-from tests.bot.conftest import TOKEN, Harness
+from tests.bot.conftest import TOKEN, Harness, block_action
+from tests.factories import make_asset
 from workers.logs import REQUEST_ID
 
 # More listeners stuck after their acks than Bolt's own pool (5 threads) or the after-ack slots hold.
@@ -79,6 +81,34 @@ def test_the_quiet_lane_keeps_the_request_context_and_survives_a_failure(caplog)
         REQUEST_ID.reset(token)
     assert seen == ["req-42"]  # its log lines carry the request's id
     assert "work after an ack failed" in caplog.text  # logged, and the lane went on
+
+
+def test_answers_through_a_response_url_wait_behind_the_acks_and_modals_open_at_once(harness, engine, bot_policy,
+                                                                                  now):
+    asset = make_asset(engine, policy=bot_policy, now=now, name="Churn events")
+    queued = []
+    harness.ctx.after_ack = queued.append  # hold the work after the ack, as the quiet lane may
+    for text in ("search churn", "asset churn-events", "mine"):
+        assert harness.command(text).status == 200
+    harness.interact(block_action("asset_show", str(asset.id), response_url=harness.fake.response_url("list")))
+    assert len(queued) == 4 and not harness.fake.calls_to("response_url")  # acked; nothing answered yet
+    for work in queued:
+        work()
+    answers = [json.dumps(call.args) for call in harness.fake.calls_to("response_url")]
+    assert len(answers) == 4 and all("churn-events" in answer for answer in answers)
+
+    # A trigger_id expires 3 s after the click: what opens a modal never waits behind other acks.
+    harness.command("register model")
+    harness.interact(block_action("asset_show", str(asset.id)))  # from App Home: the card opens as a modal
+    assert len(queued) == 4 and len(harness.fake.calls_to("views.open")) == 2
+
+
+def test_a_lull_lets_one_piece_of_work_start_and_the_next_waits_for_a_lull_of_its_own():
+    traffic = RequestTraffic(quiet=0.05)
+    assert traffic.wait_for_quiet(0, claim=True)  # nothing has happened yet
+    assert not traffic.wait_for_quiet(0, claim=True)  # that lull is used up
+    assert traffic.wait_for_quiet(10, claim=True)  # the next one comes 50 ms later
+    assert traffic.wait_for_quiet(10) and traffic.wait_for_quiet(0)  # without a claim, the lull lasts
 
 
 def test_every_request_to_the_events_path_counts_while_it_is_handled(monkeypatch):

@@ -3,7 +3,6 @@
 import json
 from datetime import timedelta
 
-from sqlmodel import select
 
 from tests.bot.conftest import block_action
 from tests.factories import OTHER, OWNER, make_asset
