@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import random
 import threading
 import time
-import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -86,6 +86,7 @@ class InstrumentedApp(App):
         """Handle one request, as Bolt does, inside its telemetry scope."""
         scope = _Scope()
         req.context["ack"] = _TimedAck(scope)
+        # Only a label for log lines: uuid4's urandom system call was a GIL round trip in every request.
         request_token, scope_token = REQUEST_ID.set(f"{random.getrandbits(64):016x}"), _SCOPE.set(scope)
         try:
             return super().dispatch(req)
