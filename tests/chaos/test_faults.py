@@ -52,6 +52,7 @@ from tests.e2e.conftest import (
     SECURITY,
     OwnRedis,
     Stack,
+    _healthy,
     wait_for,
     write_policy,
 )
@@ -69,6 +70,7 @@ REPLAY_RATE = 0.05
 DENY_RATE = 0.25          # per approval step
 PEOPLE_AT_ONCE = 24       # request lives driven concurrently
 KILL_EVERY_SECONDS = 8.0
+WORKER_START_SECONDS = 60.0  # a replacement's wait to answer /healthz before the timeline goes on
 REDIS_RESTART_AT = 12.0   # seconds into the run
 PG_OUTAGE_AT = 30.0
 PG_OUTAGE_SECONDS = 10.0
@@ -400,7 +402,9 @@ class Faults:
             elapsed = time.monotonic() - started
             if elapsed >= next_kill:
                 self._kill_a_worker()
-                next_kill += KILL_EVERY_SECONDS
+                # The next kill counts from when the replacement is up: on a slow or loaded machine a
+                # worker took longer than the interval to start, and the kills left no worker consuming.
+                next_kill = time.monotonic() - started + KILL_EVERY_SECONDS
             for fault, at in list(pending.items()):
                 if elapsed >= at:
                     del pending[fault]
@@ -415,6 +419,11 @@ class Faults:
         victim.wait(timeout=10)
         self.counts["worker_sigkill"] += 1
         self.workers.append(self.stack.start_worker())
+        health = self.stack.health_urls[f"worker-{len(self.stack.processes) - 1}"]
+        try:
+            wait_for(lambda: _healthy(health), timeout=WORKER_START_SECONDS, what="the new worker to start")
+        except TimeoutError:
+            pass  # a worker that does not come up is a fault too: the run goes on, and must still lose nothing
 
     def _redis_restart(self) -> None:
         self.redis.stop()
