@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -112,7 +113,7 @@ def scheduler(interval: int, health_host: str, health_port: int) -> None:
     from workers.clock import clock_for
     from workers.health import process_health_app, serve_in_background
     from workers.scheduler import holds_lease, run_scheduler
-    from workers.tasks import sweep
+    from workers.tasks import enqueue_sweep
 
     settings = _settings()
     runtime.configure_logging(settings)
@@ -131,7 +132,8 @@ def scheduler(interval: int, health_host: str, health_port: int) -> None:
 
         serve_in_background(process_health_app(engine=engine, settings=settings, notes=leadership),
                             host=health_host, port=health_port, name="scheduler")
-    run_scheduler(engine=engine, enqueue_sweep=sweep.delay, holder=holder, clock=clock, interval=interval)
+    run_scheduler(engine=engine, enqueue_sweep=partial(enqueue_sweep, expires_after=interval), holder=holder,
+                  clock=clock, interval=interval)
 
 
 @main.command()

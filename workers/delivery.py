@@ -3,7 +3,8 @@
 A row is claimed with a compare-and-set that pushes its `next_attempt_at` a few minutes ahead,
 committed before Slack is called, so two workers (or a task and the sweep) never send the same
 row twice, and no database lock is held across the HTTP call. If a worker dies mid-send, the
-claim lapses and the sweep finds the row due again. Failures are classified here, never retried
+claim lapses and the sweep finds the row due again. The claim also clears the sweep's `queued_at`
+mark: the row's task has reached a worker, so once it is due again the next sweep may queue it. Failures are classified here, never retried
 in place: a transient error (429, 5xx, no connection) backs off, honouring Retry-After, and is
 retried for as long as it takes; a permanent one (a bad channel, a revoked token) backs off for
 an hour and gives up once the row has had MAX_ATTEMPTS attempts, keeping the error on the row.
@@ -169,7 +170,7 @@ def _claim(engine: Engine, message_id: int, *, now: datetime, ttl: timedelta) ->
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, OutboxMessage.sent_at.is_(None),
                    OutboxMessage.next_attempt_at <= now)
-            .values(next_attempt_at=now + ttl, last_error=IN_FLIGHT)
+            .values(next_attempt_at=now + ttl, last_error=IN_FLIGHT, queued_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount == 1
         row = session.get(OutboxMessage, message_id)

@@ -45,7 +45,7 @@ from workflows import access, anchors, deadlines, orphans, provisioning, recerti
 from workflows.access import AlreadyDecided
 from workflows.db import DatabaseUnavailable, transaction
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
-from workflows.outbox import OutboxMethod, add_message, added_message_ids, due_message_ids
+from workflows.outbox import OutboxMethod, add_message, added_message_ids, queue_due_message_ids
 from workflows.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,8 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
     now, policy = context.now(), context.get_policy()
     with transaction(context.engine) as session:
         # The outbox keeps its own smaller page: Slack's rate limits, not the sweep, bound delivery.
-        outbox_ids = due_message_ids(session=session, now=now)
+        outbox_ids = queue_due_message_ids(
+            session=session, now=now, requeue_after=timedelta(seconds=context.settings.outbox_claim_seconds))
         work = deadlines.due_work(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)
         job_ids = provisioning.due_job_ids(session=session, now=now, limit=SWEEP_LIMIT)
         anchor_due = bool(policy.channels.audit) and anchors.anchor_due(session=session, now=now)
@@ -269,6 +270,13 @@ def prune_broker_files(context: WorkerContext) -> None:
 
 
 # ---- enqueue helpers (for the bot and the sweep) -------------------------------------------------
+
+
+def enqueue_sweep(*, expires_after: float) -> None:
+    """Queue a sweep that a worker discards if it has not started within `expires_after` seconds."""
+    # A sweep that waited out its interval behind a busy queue is stale: the next tick has queued
+    # another. Without the expiry a backlog held a sweep for every tick, and each, run late, queued work.
+    sweep.apply_async(expires=expires_after)
 
 
 def enqueue_delivery(message_ids: Iterable[int]) -> bool:

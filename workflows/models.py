@@ -118,6 +118,9 @@ class OutboxMessage(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     attempts: int = 0
     next_attempt_at: datetime | None = _utc_column(nullable=True, index=True)
+    # When the sweep last handed the row to the broker; a worker's claim clears it. Until then, or
+    # until the claim window passes (the task was lost), later sweeps leave the row alone.
+    queued_at: datetime | None = _utc_column(nullable=True)
     sent_at: datetime | None = _utc_column(nullable=True)
     sent_channel: str = Field(default="", max_length=32)
     sent_ts: str = Field(default="", max_length=32)

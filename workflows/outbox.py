@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from workflows.models import OutboxMessage
@@ -50,6 +51,27 @@ def due_message_ids(*, session: Session, now: datetime, limit: int = 500) -> lis
         .order_by(col(OutboxMessage.next_attempt_at)).limit(limit)
     ).all()
     return list(rows)
+
+
+def queue_due_message_ids(*, session: Session, now: datetime, requeue_after: timedelta,
+                          limit: int = 500) -> list[int]:
+    """Ids of due rows not already waiting in the broker, oldest first, marked as queued as of `now`."""
+    # Without the mark every sweep queued the whole backlog again: when the workers fell behind, the
+    # broker's queue filled with repeats faster than they could drain it, and new messages waited
+    # behind them without end. A queued row is skipped until a worker claims it (which clears the
+    # mark) or until `requeue_after` says its task was lost (a broker restart, a killed worker).
+    rows = session.exec(
+        select(OutboxMessage.id).where(
+            OutboxMessage.sent_at.is_(None), OutboxMessage.next_attempt_at <= now,
+            or_(col(OutboxMessage.queued_at).is_(None), col(OutboxMessage.queued_at) <= now - requeue_after))
+        .order_by(col(OutboxMessage.next_attempt_at)).limit(limit)
+        .with_for_update(skip_locked=True)  # two sweeps at once split the rows rather than both queue them
+    ).all()
+    ids = list(rows)
+    if ids:
+        session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids)).values(queued_at=now)
+                     .execution_options(synchronize_session=False))
+    return ids
 
 
 def mark_sent(*, session: Session, message: OutboxMessage, channel: str, ts: str, now: datetime) -> None:

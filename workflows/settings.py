@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     slack_timeout_seconds: float = Field(default=15.0, gt=0)
     # How long a worker's claim on an outbox row lasts: longer than the slowest send (every attempt
     # timing out), or a live worker's send could be repeated; shorter means a killed worker's rows
-    # are retried sooner.
+    # are retried sooner. A row the sweep queued is queued again only after as long (its task was lost).
     outbox_claim_seconds: float = Field(default=300.0, ge=10)
     # Redis hands a task a dead worker had taken to another worker after this long. Every task is
     # idempotent (outbox claims, decisions by compare-and-set), so this bounds how long a SIGKILLed

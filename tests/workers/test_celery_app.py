@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from celery.app.utils import find_app
@@ -21,6 +21,7 @@ from workers.tasks import (
     SWEEP,
     deliver_batch,
     enqueue_delivery,
+    enqueue_sweep,
     sweep_once,
 )
 from workflows.db import transaction
@@ -183,7 +184,41 @@ def test_the_sweep_batches_and_skips_rows_backing_off(engine, context, fake, clo
     assert sweep(2) == 4
     assert batches == [ids[1:3], ids[3:5]]
     clock.advance(seconds=2)
-    assert sweep(10) == 5
+    assert sweep(10) == 1  # the retry, now due; the four queued rows wait for their task
+    assert batches[-1] == [ids[0]]
+
+
+def test_a_queued_row_is_queued_again_only_once_claimed_or_once_its_task_counts_as_lost(
+        engine, context, fake, clock, now):
+    ids = [add(engine, now, channel="C1") for _ in range(2)]
+    batches: list[list[int]] = []
+
+    def sweep() -> list[int]:
+        batches.clear()
+        sweep_once(context=context, enqueue_due=lambda *_: None, enqueue_delivery=batches.append)
+        return [message_id for batch in batches for message_id in batch]
+
+    assert sweep() == ids
+    clock.advance(seconds=30)
+    assert sweep() == []  # still waiting in the broker: a backlog is not queued twice
+    fake.fail_next("chat.postMessage", status=503)
+    assert deliver_batch(context=context, message_ids=[ids[0]]) == [Outcome.RETRYING]  # the claim clears the mark
+    clock.advance(seconds=2)
+    assert sweep() == [ids[0]]  # due again after its backoff, and no longer in the broker
+    clock.advance(seconds=context.settings.outbox_claim_seconds)
+    assert sweep() == [ids[1], ids[0]]  # neither task reached a worker in a whole claim window: lost
+
+
+def test_the_scheduler_queues_sweeps_that_expire_after_one_interval(settings):
+    app = make_celery(settings)
+    before = datetime.now(UTC)
+
+    enqueue_sweep(expires_after=60)
+
+    [message] = take_messages(app)
+    assert message.headers["task"] == SWEEP
+    expires = datetime.fromisoformat(message.headers["expires"])
+    assert before + timedelta(seconds=59) <= expires <= datetime.now(UTC) + timedelta(seconds=61)
 
 
 def test_a_rate_limited_batch_stops_and_leaves_the_rest_due(engine, context, settings, fake, now):
