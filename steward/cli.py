@@ -132,7 +132,7 @@ def scheduler(interval: int, health_host: str, health_port: int) -> None:
 
         serve_in_background(process_health_app(engine=engine, settings=settings, notes=leadership),
                             host=health_host, port=health_port, name="scheduler")
-    run_scheduler(engine=engine, enqueue_sweep=partial(enqueue_sweep, expires_after=interval), holder=holder,
+    run_scheduler(engine=engine, enqueue_sweep=partial(enqueue_sweep, interval=interval), holder=holder,
                   clock=clock, interval=interval)
 
 

@@ -66,6 +66,9 @@ TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result
 # waits are far shorter than the broker's visibility timeout, so no second worker starts it meanwhile.
 DECISION_RETRY = {"autoretry_for": (DatabaseUnavailable,), "retry_backoff": 1, "retry_backoff_max": 16,
                   "retry_jitter": False, "max_retries": 15}
+# A queued sweep not started within this many scheduler intervals (and this many seconds) is dropped.
+SWEEP_EXPIRY_INTERVALS = 10
+SWEEP_MIN_EXPIRY_SECONDS = 60.0
 # The sweep's count of outbox rows and of due provisioning jobs, next to the DueKind counts.
 OUTBOX = "outbox"
 PROVISIONING = "provisioning"
@@ -272,11 +275,13 @@ def prune_broker_files(context: WorkerContext) -> None:
 # ---- enqueue helpers (for the bot and the sweep) -------------------------------------------------
 
 
-def enqueue_sweep(*, expires_after: float) -> None:
-    """Queue a sweep that a worker discards if it has not started within `expires_after` seconds."""
-    # A sweep that waited out its interval behind a busy queue is stale: the next tick has queued
-    # another. Without the expiry a backlog held a sweep for every tick, and each, run late, queued work.
-    sweep.apply_async(expires=expires_after)
+def enqueue_sweep(*, interval: float) -> None:
+    """Queue a sweep, for a scheduler ticking every `interval` seconds, that goes stale in a busy queue."""
+    # Without an expiry, workers stopped for a day came back to a sweep for every tick they missed.
+    # Expiring at one interval went too far: when the queue's wait stays longer than that, as it may
+    # under load with a short interval, no sweep ever ran, and nothing was retried. Ten intervals (a
+    # minute at least) bounds the pile-up and lets a sweep through any but a long backlog.
+    sweep.apply_async(expires=max(SWEEP_EXPIRY_INTERVALS * interval, SWEEP_MIN_EXPIRY_SECONDS))
 
 
 def enqueue_delivery(message_ids: Iterable[int]) -> bool:

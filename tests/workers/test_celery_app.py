@@ -209,16 +209,18 @@ def test_a_queued_row_is_queued_again_only_once_claimed_or_once_its_task_counts_
     assert sweep() == [ids[1], ids[0]]  # neither task reached a worker in a whole claim window: lost
 
 
-def test_the_scheduler_queues_sweeps_that_expire_after_one_interval(settings):
+@pytest.mark.parametrize(("interval", "expires_after"), [(60, 600), (1, 60)])
+def test_a_queued_sweep_expires_after_ten_intervals_or_a_minute(settings, interval, expires_after):
     app = make_celery(settings)
     before = datetime.now(UTC)
 
-    enqueue_sweep(expires_after=60)
+    enqueue_sweep(interval=interval)
 
     [message] = take_messages(app)
     assert message.headers["task"] == SWEEP
     expires = datetime.fromisoformat(message.headers["expires"])
-    assert before + timedelta(seconds=59) <= expires <= datetime.now(UTC) + timedelta(seconds=61)
+    assert before + timedelta(seconds=expires_after - 1) <= expires
+    assert expires <= datetime.now(UTC) + timedelta(seconds=expires_after + 1)
 
 
 def test_a_rate_limited_batch_stops_and_leaves_the_rest_due(engine, context, settings, fake, now):
