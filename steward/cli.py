@@ -209,10 +209,10 @@ def sweep(dry_run: bool) -> None:
     runtime.require_current_schema(engine)
     context = build_context(settings, engine=engine)
     if dry_run:
-        # The real sweep's own queries, with enqueuers that drop everything: what it prints is
-        # exactly what a sweep would enqueue now, and nothing is sent, claimed or changed.
+        # The real sweep, rolled back before it enqueues: what it prints is exactly what a sweep
+        # would enqueue now, and nothing is sent, claimed, marked or changed.
         counts = sweep_once(context=context, enqueue_due=lambda kind, item_id: None,
-                            enqueue_delivery=lambda ids: None, enqueue_provision=lambda job_id: None)
+                            enqueue_delivery=lambda ids: None, enqueue_provision=lambda job_id: None, dry_run=True)
         for kind, count in counts.items():
             click.echo(f"{count} {labels[kind]} due")
         return

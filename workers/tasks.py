@@ -41,11 +41,17 @@ from workers.celery_app import FILESYSTEM_BROKER, WorkerContext, get_context, pr
 from workers.delivery import Outcome, deliver
 from workers.directory import Directory
 from workers.metrics import SWEEP_SECONDS
-from workflows import access, anchors, deadlines, orphans, provisioning, recertification, reviews
+from workflows import access, anchors, deadlines, orphans, provisioning, queued, recertification, reviews
 from workflows.access import AlreadyDecided
 from workflows.db import DatabaseUnavailable, transaction
 from workflows.errors import Conflict, InvalidInput, NotAllowed, NotFound
-from workflows.outbox import OutboxMethod, add_message, added_message_ids, queue_due_message_ids
+from workflows.outbox import (
+    OutboxMethod,
+    add_message,
+    added_message_ids,
+    queue_due_message_ids,
+    unqueue_messages,
+)
 from workflows.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -71,7 +77,7 @@ SWEEP_EXPIRY_INTERVALS = 10
 SWEEP_MIN_EXPIRY_SECONDS = 60.0
 # The sweep's count of outbox rows and of due provisioning jobs, next to the DueKind counts.
 OUTBOX = "outbox"
-PROVISIONING = "provisioning"
+PROVISIONING = provisioning.SWEEP_KIND
 # Refusals a user (or the policy's author) can act on; anything else is a fault and propagates.
 # DatabaseUnavailable is a DomainError too, and is deliberately not among them.
 REFUSALS = (Conflict, NotAllowed, NotFound, InvalidInput)
@@ -155,11 +161,14 @@ def sweep() -> dict[str, int]:
 def deliver_batch(*, context: WorkerContext, message_ids: Iterable[int]) -> list[str]:
     """Deliver rows one by one, stopping early if Slack rate-limits us."""
     outcomes: list[str] = []
-    for message_id in message_ids:
-        outcome = deliver(context=context, message_id=int(message_id))
+    ids = [int(message_id) for message_id in message_ids]
+    for position, message_id in enumerate(ids):
+        outcome = deliver(context=context, message_id=message_id)
         outcomes.append(outcome)
         if outcome is Outcome.RATE_LIMITED:
-            # Slack asked us to slow down. The rest stay due; the sweep sends them in a minute.
+            # Slack asked us to slow down. The rest stay due, and no longer queued: the next sweep sends them.
+            with transaction(context.engine) as session:
+                unqueue_messages(session=session, message_ids=ids[position + 1:])
             break
     return outcomes
 
@@ -202,6 +211,7 @@ def run_due_item(*, context: WorkerContext, kind: str, item_id: int,
         owner_id, tz, gone = (_review_owner(context, item_id) if due_kind is DueKind.REVIEW_SCHEDULE
                               else ("", None, None))
         with transaction(context.engine) as session:
+            queued.unmark(session=session, kind=due_kind.value, item_id=item_id)
             if gone:
                 # users.info says the owner is gone: their assets are flagged, and stay in the reviews.
                 orphans.flag_orphans(session=session, owner_id=owner_id, reason=gone, now=now, policy=policy)
@@ -219,50 +229,66 @@ def run_due_item(*, context: WorkerContext, kind: str, item_id: int,
 def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], object],
                enqueue_delivery: Callable[[list[int]], object],
                enqueue_provision: Callable[[int], object] | None = None,
-               batch_size: int = BATCH_SIZE) -> dict[str, int]:
-    """Hand what is due as of now to the enqueuers (ids only); returns how many of each kind.
-    Due webhook provisioning jobs go to `enqueue_provision` (default: the provision task)."""
+               batch_size: int = BATCH_SIZE, dry_run: bool = False) -> dict[str, int]:
+    """Hand what is due as of now, and not already queued, to the enqueuers (ids only); returns how many
+    of each kind were handed over. Due webhook jobs go to `enqueue_provision` (default: the provision task).
+    A dry run counts the same, enqueues nothing and leaves no mark."""
     now, policy = context.now(), context.get_policy()
+    requeue_after = timedelta(seconds=context.settings.outbox_claim_seconds)
     with transaction(context.engine) as session:
         # The outbox keeps its own smaller page: Slack's rate limits, not the sweep, bound delivery.
-        outbox_ids = queue_due_message_ids(
-            session=session, now=now, requeue_after=timedelta(seconds=context.settings.outbox_claim_seconds))
+        outbox_ids = queue_due_message_ids(session=session, now=now, requeue_after=requeue_after)
         work = deadlines.due_work(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)
-        job_ids = provisioning.due_job_ids(session=session, now=now, limit=SWEEP_LIMIT)
-        anchor_due = bool(policy.channels.audit) and anchors.anchor_due(session=session, now=now)
-        review_work = {DueKind.REVIEW_SCHEDULE: reviews.assets_to_schedule(session=session, now=now),
-                       DueKind.REVIEW_NUDGE: reviews.due_nudge_ids(session=session, now=now, limit=SWEEP_LIMIT)}
-        overdue_due = reviews.escalation_due(session=session, now=now, policy=policy)
-        recert_work = {
-            DueKind.RECERT_START: recertification.assets_due(session=session, now=now, limit=SWEEP_LIMIT),
-            DueKind.RECERT_ESCALATION: recertification.escalations_due(session=session, now=now, policy=policy,
-                                                                       limit=SWEEP_LIMIT)}
-    counts = {OUTBOX: len(outbox_ids)}
-    for batch in _batches(outbox_ids, batch_size):
-        enqueue_delivery(batch)
-    for kind, field in DUE_WORK_FIELDS.items():
-        ids: list[int] = getattr(work, field)
-        for item_id in ids:
-            enqueue_due(kind.value, item_id)
-        counts[kind.value] = len(ids)
-    for job_id in job_ids:
-        (enqueue_provision or enqueue_job)(job_id)
-    counts[PROVISIONING] = len(job_ids)
-    if anchor_due:
-        enqueue_due(DueKind.AUDIT_ANCHOR.value, 0)
-    counts[DueKind.AUDIT_ANCHOR.value] = int(anchor_due)
-    for kind, ids in review_work.items():
-        for item_id in ids:
-            enqueue_due(kind.value, item_id)
-        counts[kind.value] = len(ids)
-    if overdue_due:
-        enqueue_due(DueKind.REVIEW_ESCALATION.value, 0)
-    counts[DueKind.REVIEW_ESCALATION.value] = int(overdue_due)
-    for kind, ids in recert_work.items():
-        for item_id in ids:
-            enqueue_due(kind.value, item_id)
-        counts[kind.value] = len(ids)
+        due: list[tuple[str, int]] = [(kind.value, item_id) for kind, field in DUE_WORK_FIELDS.items()
+                                      for item_id in getattr(work, field)]
+        due += [(PROVISIONING, job_id)
+                for job_id in provisioning.due_job_ids(session=session, now=now, limit=SWEEP_LIMIT)]
+        if policy.channels.audit and anchors.anchor_due(session=session, now=now):
+            due.append((DueKind.AUDIT_ANCHOR.value, 0))
+        due += [(DueKind.REVIEW_SCHEDULE.value, asset_id)
+                for asset_id in reviews.assets_to_schedule(session=session, now=now)]
+        due += [(DueKind.REVIEW_NUDGE.value, nudge_id)
+                for nudge_id in reviews.due_nudge_ids(session=session, now=now, limit=SWEEP_LIMIT)]
+        if reviews.escalation_due(session=session, now=now, policy=policy):
+            due.append((DueKind.REVIEW_ESCALATION.value, 0))
+        due += [(DueKind.RECERT_START.value, asset_id)
+                for asset_id in recertification.assets_due(session=session, now=now, limit=SWEEP_LIMIT)]
+        due += [(DueKind.RECERT_ESCALATION.value, campaign_id) for campaign_id in
+                recertification.escalations_due(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)]
+        handed = queued.mark_unqueued(session=session, items=due, now=now, requeue_after=requeue_after)
+        if dry_run:
+            session.rollback()
+    counts = {OUTBOX: len(outbox_ids), **{kind.value: 0 for kind in DUE_WORK_FIELDS}, PROVISIONING: 0,
+              **{kind.value: 0 for kind in DueKind if kind not in DUE_WORK_FIELDS}}
+    for kind, _ in handed:
+        counts[kind] += 1
+    if not dry_run:
+        _enqueue_marked(context, outbox_ids, handed, enqueue_due=enqueue_due, enqueue_delivery=enqueue_delivery,
+                        enqueue_provision=enqueue_provision or enqueue_job, batch_size=batch_size)
     return counts
+
+
+def _enqueue_marked(context: WorkerContext, outbox_ids: list[int], items: list[tuple[str, int]], *,
+                    enqueue_due: Callable[[str, int], object], enqueue_delivery: Callable[[list[int]], object],
+                    enqueue_provision: Callable[[int], object], batch_size: int) -> None:
+    """Enqueue what the sweep marked; if the broker fails part-way, unmark what it did not take."""
+    sent_outbox = sent_items = 0
+    try:
+        for batch in _batches(outbox_ids, batch_size):
+            enqueue_delivery(batch)
+            sent_outbox += len(batch)
+        for kind, item_id in items:
+            if kind == PROVISIONING:
+                enqueue_provision(item_id)
+            else:
+                enqueue_due(kind, item_id)
+            sent_items += 1
+    except BaseException:
+        # Otherwise the rest would wait out the requeue window; unmarked, the next sweep queues them.
+        with transaction(context.engine) as session:
+            unqueue_messages(session=session, message_ids=outbox_ids[sent_outbox:])
+            queued.unmark_all(session=session, items=items[sent_items:])
+        raise
 
 
 def prune_broker_files(context: WorkerContext) -> None:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from workers.celery_app import WorkerContext
-from workflows import provisioning
+from workflows import provisioning, queued
 from workflows.access import SYSTEM_ACTOR, AlreadyDecided
 from workflows.db import transaction
 from workflows.enums import ConnectorType
@@ -61,6 +61,7 @@ def run_job(*, context: WorkerContext, job_id: int, environ: Mapping[str, str] |
     """One attempt at webhook job `job_id`, if it is due: claim, send, record."""
     now, policy = context.now(), context.get_policy()
     with transaction(context.engine) as session:
+        queued.unmark(session=session, kind=provisioning.SWEEP_KIND, item_id=job_id)
         call = provisioning.claim_webhook_job(session=session, job_id=job_id, now=now)
     if call is None:
         return Ran([], [])

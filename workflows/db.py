@@ -30,6 +30,7 @@ class DatabaseUnavailable(DomainError):
 
 _UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 READ_ONLY = "steward_read_only"  # execution option marking read_transaction's connection
+INSERT_PAGE = 1000  # rows per multi-row INSERT
 WRITER_WAIT_SECONDS = 30  # as long as SQLite's busy_timeout below; then SQLite decides
 
 
@@ -50,6 +51,18 @@ def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> 
     except IntegrityError:
         return False
     return True
+
+
+def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert these rows, a page per statement, skipping any whose key is taken."""
+    upsert = _UPSERT_INSERTS.get(session.get_bind().dialect.name)
+    if upsert is None:
+        for values in rows:
+            insert_if_absent(session, table, values)
+        return
+    # Pages keep each statement under the databases' limits on bound parameters (SQLite's 32,766).
+    for start in range(0, len(rows), INSERT_PAGE):
+        session.exec(upsert(table).values(rows[start:start + INSERT_PAGE]).on_conflict_do_nothing())
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -131,6 +131,17 @@ class OutboxMessage(SQLModel, table=True):
     updates_id: int | None = Field(default=None, index=True)
 
 
+class QueuedWork(SQLModel, table=True):
+    """A due item (a reminder, an expiry, a review nudge, a webhook job…) the sweep has handed to the
+    broker and no worker has taken yet; later sweeps leave it alone while this row is fresh."""
+
+    __tablename__ = "queued_work"
+
+    kind: str = Field(primary_key=True, max_length=32)
+    item_id: int = Field(primary_key=True)
+    queued_at: datetime = _utc_column(nullable=False, index=True)
+
+
 class LeaderLock(SQLModel, table=True):
     """A lease held by at most one scheduler at a time."""
 

@@ -74,6 +74,13 @@ def queue_due_message_ids(*, session: Session, now: datetime, requeue_after: tim
     return ids
 
 
+def unqueue_messages(*, session: Session, message_ids: list[int]) -> None:
+    """Clear the sweep's mark on rows a task took but left unsent, so the next sweep queues them again."""
+    if message_ids:
+        session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(message_ids)).values(queued_at=None)
+                     .execution_options(synchronize_session=False))
+
+
 def mark_sent(*, session: Session, message: OutboxMessage, channel: str, ts: str, now: datetime) -> None:
     """Record Slack's answer so later updates redraw the same message."""
     message.sent_at, message.sent_channel, message.sent_ts = now, channel, ts

@@ -54,6 +54,8 @@ MAX_RETRY_AFTER = timedelta(hours=24)
 # Longer than any webhook call takes (timeout_seconds is at most 60), so a claim only lapses when the
 # worker sending it died; then the job is due again and the sweep re-enqueues it.
 CLAIM_TTL = timedelta(minutes=5)
+# What the sweep calls a due webhook job when it marks it queued (workflows.queued).
+SWEEP_KIND = "provisioning"
 SIGNATURE_VERSION = "v1"
 TIMESTAMP_HEADER = "X-Steward-Timestamp"
 SIGNATURE_HEADER = "X-Steward-Signature"

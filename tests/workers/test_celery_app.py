@@ -226,14 +226,21 @@ def test_a_queued_sweep_expires_after_ten_intervals_or_a_minute(settings, interv
 def test_a_rate_limited_batch_stops_and_leaves_the_rest_due(engine, context, settings, fake, now):
     app = make_celery(settings, context=context)
     ids = [add(engine, now, channel="C1") for _ in range(3)]
+    batches: list[list[int]] = []
+    sweep_once(context=context, enqueue_due=lambda *_: None, enqueue_delivery=batches.append)
     fake.fail_next("chat.postMessage", retry_after=30)
 
-    outcomes = app.tasks[DELIVER_OUTBOX].run(ids)
+    outcomes = app.tasks[DELIVER_OUTBOX].run(*batches)
 
     assert outcomes == [Outcome.RATE_LIMITED]
     assert len(fake.calls_to("chat.postMessage")) == 1
     with transaction(engine) as session:
         assert due_message_ids(session=session, now=now) == ids[1:]
+    # The rows the batch did not reach are no longer marked queued: the next sweep hands them out.
+    assert [load(engine, message_id).queued_at for message_id in ids[1:]] == [None, None]
+    batches.clear()
+    sweep_once(context=context, enqueue_due=lambda *_: None, enqueue_delivery=batches.append)
+    assert batches == [ids[1:]]
     assert load(engine, ids[0]).next_attempt_at == now + timedelta(seconds=30)
 
 

@@ -37,8 +37,9 @@ from workers.tasks import (
     run_due_item,
     sweep_once,
 )
+from workflows.db import transaction
 from workflows.enums import GrantStatus, RequestStatus
-from workflows.models import AccessRequest, Grant, OutboxMessage, ProvisioningJob
+from workflows.models import AccessRequest, Grant, OutboxMessage, ProvisioningJob, QueuedWork
 from workflows.outbox import OutboxMethod
 from workflows.policy import Policy
 
@@ -215,6 +216,25 @@ def test_work_done_is_not_swept_again(engine, ctx, clock, now, pending):
     assert due == set()
     assert counts["reminder"] == 0
     assert counts[OUTBOX] >= 1  # the reminder itself, awaiting delivery
+
+
+def test_a_due_item_is_queued_once_until_a_worker_takes_it_or_its_task_counts_as_lost(
+        engine, ctx, clock, now, grant):
+    g = grant.id
+    window = timedelta(seconds=ctx.settings.outbox_claim_seconds)
+    assert sweep_at(ctx, clock, now + 48 * HOUR)[1] == {("grant_expiry", g)}
+
+    # A backlog: the task waits in the broker while later sweeps run. They do not queue it again.
+    assert sweep_at(ctx, clock, now + 48 * HOUR + timedelta(seconds=1))[1] == set()
+    assert sweep_at(ctx, clock, now + 48 * HOUR + window - timedelta(seconds=1))[1] == set()
+    # Its task was lost (a broker restart): once the window has passed, the next sweep queues it again.
+    assert sweep_at(ctx, clock, now + 48 * HOUR + window)[1] == {("grant_expiry", g)}
+
+    # The task that runs it takes the mark away with the work, in one transaction.
+    run_due_item(context=ctx, kind="grant_expiry", item_id=g)
+    with transaction(engine) as session:
+        assert session.exec(select(QueuedWork)).all() == []
+    assert reload_grant(engine, grant).status == GrantStatus.EXPIRED
 
 
 def test_a_large_day_of_expiries_is_handed_out_in_one_sweep(engine, ctx, clock, now, grant):

@@ -101,6 +101,11 @@ def test_sweep_enqueues_everything_due_on_the_broker(db, home):
     assert due == ["escalation", "grant_expiry", "grant_warning", "reminder", "reminder", "request_expiry"]
     delivered = [i for m in messages if m.headers["task"] == DELIVER_OUTBOX for i in m.decode()[0][0]]
     assert sorted(delivered) == [row.id for row in outbox_rows(db)]
+    # Nothing has run them yet: a second sweep leaves them to the tasks already queued.
+    again = steward("sweep")
+    assert again.exit_code == 0, again.output
+    assert all(line.startswith("enqueued 0 ") for line in again.stdout.splitlines()), again.stdout
+    assert take_messages(make_celery(Settings(_env_file=None, steward_home=home))) == []
 
 
 def test_sweep_without_a_broker_is_one_line(db, monkeypatch):
@@ -111,3 +116,7 @@ def test_sweep_without_a_broker_is_one_line(db, monkeypatch):
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit)
     assert "cannot reach the broker" in result.stderr and "Traceback" not in result.output
+    # What it could not hand over is not left marked as queued: the next sweep takes all of it.
+    dry = steward("sweep", "--dry-run")
+    assert dry.stdout.splitlines()[:2] == [f"{len(outbox_rows(db))} outbox message(s) due",
+                                           "2 approval reminder(s) due"]
