@@ -34,7 +34,7 @@ from workflows.search import is_search_index
 MODEL_TABLES = {"asset", "edge", "classification", "decision_log", "outboxmessage", "leaderlock",
                 "access_request", "approval_step", "decision", "access_grant", "provisioning_job",
                 "audit_anchor", "review_nudge", "asset_review", "recert_schedule", "recert_campaign",
-                "recert_item", "orphaned_asset"}
+                "recert_item", "orphaned_asset", "queued_work"}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 INSERT_ENTRY = text(
     "INSERT INTO decision_log (seq, at, actor, action, subject_type, subject_slug, prev_hash, hash) "
