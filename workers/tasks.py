@@ -238,23 +238,7 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
     with transaction(context.engine) as session:
         # The outbox keeps its own smaller page: Slack's rate limits, not the sweep, bound delivery.
         outbox_ids = queue_due_message_ids(session=session, now=now, requeue_after=requeue_after)
-        work = deadlines.due_work(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)
-        due: list[tuple[str, int]] = [(kind.value, item_id) for kind, field in DUE_WORK_FIELDS.items()
-                                      for item_id in getattr(work, field)]
-        due += [(PROVISIONING, job_id)
-                for job_id in provisioning.due_job_ids(session=session, now=now, limit=SWEEP_LIMIT)]
-        if policy.channels.audit and anchors.anchor_due(session=session, now=now):
-            due.append((DueKind.AUDIT_ANCHOR.value, 0))
-        due += [(DueKind.REVIEW_SCHEDULE.value, asset_id)
-                for asset_id in reviews.assets_to_schedule(session=session, now=now)]
-        due += [(DueKind.REVIEW_NUDGE.value, nudge_id)
-                for nudge_id in reviews.due_nudge_ids(session=session, now=now, limit=SWEEP_LIMIT)]
-        if reviews.escalation_due(session=session, now=now, policy=policy):
-            due.append((DueKind.REVIEW_ESCALATION.value, 0))
-        due += [(DueKind.RECERT_START.value, asset_id)
-                for asset_id in recertification.assets_due(session=session, now=now, limit=SWEEP_LIMIT)]
-        due += [(DueKind.RECERT_ESCALATION.value, campaign_id) for campaign_id in
-                recertification.escalations_due(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)]
+        due = _due_items(session, now=now, policy=policy)
         handed = queued.mark_unqueued(session=session, items=due, now=now, requeue_after=requeue_after)
         if dry_run:
             session.rollback()
@@ -266,6 +250,26 @@ def sweep_once(*, context: WorkerContext, enqueue_due: Callable[[str, int], obje
         _enqueue_marked(context, outbox_ids, handed, enqueue_due=enqueue_due, enqueue_delivery=enqueue_delivery,
                         enqueue_provision=enqueue_provision or enqueue_job, batch_size=batch_size)
     return counts
+
+
+def _due_items(session: Session, *, now: datetime, policy: Policy) -> list[tuple[str, int]]:
+    """(kind, id) of every due item but outbox rows, in the order the sweep reports the kinds."""
+    work = deadlines.due_work(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)
+    due = [(kind.value, item_id) for kind, field in DUE_WORK_FIELDS.items() for item_id in getattr(work, field)]
+    due += [(PROVISIONING, job_id) for job_id in provisioning.due_job_ids(session=session, now=now, limit=SWEEP_LIMIT)]
+    if policy.channels.audit and anchors.anchor_due(session=session, now=now):
+        due.append((DueKind.AUDIT_ANCHOR.value, 0))
+    due += [(DueKind.REVIEW_SCHEDULE.value, asset_id)
+            for asset_id in reviews.assets_to_schedule(session=session, now=now)]
+    due += [(DueKind.REVIEW_NUDGE.value, nudge_id)
+            for nudge_id in reviews.due_nudge_ids(session=session, now=now, limit=SWEEP_LIMIT)]
+    if reviews.escalation_due(session=session, now=now, policy=policy):
+        due.append((DueKind.REVIEW_ESCALATION.value, 0))
+    due += [(DueKind.RECERT_START.value, asset_id)
+            for asset_id in recertification.assets_due(session=session, now=now, limit=SWEEP_LIMIT)]
+    due += [(DueKind.RECERT_ESCALATION.value, campaign_id) for campaign_id in
+            recertification.escalations_due(session=session, now=now, policy=policy, limit=SWEEP_LIMIT)]
+    return due
 
 
 def _enqueue_marked(context: WorkerContext, outbox_ids: list[int], items: list[tuple[str, int]], *,
