@@ -15,7 +15,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, delete, text, update
 from sqlmodel import col, select
 
 from bench.common import Run, bulk_insert, figure, fresh_database, percentile, timings
@@ -25,7 +25,7 @@ from workers.celery_app import WorkerContext
 from workers.tasks import DueKind, sweep_once
 from workflows.db import transaction
 from workflows.enums import AccessLevel, GrantStatus, RequestStatus
-from workflows.models import AccessRequest, Grant, RecertSchedule
+from workflows.models import AccessRequest, Grant, QueuedWork, RecertSchedule
 from workflows.policy import load_policy
 from workflows.settings import Settings
 
@@ -96,8 +96,8 @@ def _ignore(*_: object) -> None:
 
 
 def _drain(engine: Engine, context: WorkerContext, due: int) -> tuple[float, int, int]:
-    """Sweep until every due grant was enqueued once; a stand-in worker expires each batch between sweeps
-    (not timed), as real workers would. Returns (seconds of sweeping, sweeps, grants enqueued)."""
+    """Sweep until every due grant was enqueued once; a stand-in worker expires each batch and removes its
+    queued marks between sweeps (not timed), as real workers would. Returns (seconds of sweeping, sweeps, grants enqueued)."""
     seen: set[int] = set()
     seconds, sweeps = 0.0, 0
     while len(seen) < due and sweeps < 10_000:
@@ -115,6 +115,9 @@ def _drain(engine: Engine, context: WorkerContext, due: int) -> tuple[float, int
         seen.update(batch)
         with engine.begin() as conn:
             conn.execute(update(Grant).where(col(Grant.id).in_(batch)).values(status=GrantStatus.EXPIRED))
+            # What run_due does with the work: take the sweep's queued marks away.
+            conn.execute(delete(QueuedWork).where(QueuedWork.kind == DueKind.GRANT_EXPIRY.value,
+                                                  col(QueuedWork.item_id).in_(batch)))
     return seconds, sweeps, len(seen)
 
 
