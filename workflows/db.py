@@ -30,7 +30,6 @@ class DatabaseUnavailable(DomainError):
 
 _UPSERT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 READ_ONLY = "steward_read_only"  # execution option marking read_transaction's connection
-INSERT_PAGE = 1000  # rows per multi-row INSERT
 WRITER_WAIT_SECONDS = 30  # as long as SQLite's busy_timeout below; then SQLite decides
 
 
@@ -54,15 +53,15 @@ def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> 
 
 
 def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert these rows, a page per statement, skipping any whose key is taken."""
+    """Insert these rows in one executemany, skipping any whose key is taken."""
     upsert = _UPSERT_INSERTS.get(session.get_bind().dialect.name)
     if upsert is None:
         for values in rows:
             insert_if_absent(session, table, values)
-        return
-    # Pages keep each statement under the databases' limits on bound parameters (SQLite's 32,766).
-    for start in range(0, len(rows), INSERT_PAGE):
-        session.exec(upsert(table).values(rows[start:start + INSERT_PAGE]).on_conflict_do_nothing())
+    elif rows:
+        # A list of parameter sets: one statement compiled once and sent in batches by the driver, where
+        # a multi-row VALUES of the same rows took 20 times as long to build.
+        session.execute(upsert(table).on_conflict_do_nothing(), rows)
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

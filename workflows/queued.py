@@ -14,13 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, text
 from sqlmodel import Session, col, select
 
 from workflows.db import insert_ignoring_duplicates
 from workflows.models import QueuedWork
+from workflows.types import UtcDateTime
 
 Item = tuple[str, int]
+_MARK_ALL_POSTGRES = text(
+    "INSERT INTO queued_work (kind, item_id, queued_at) "
+    "SELECT unnest(CAST(:kinds AS varchar[])), unnest(CAST(:ids AS integer[])), :now "
+    "ON CONFLICT DO NOTHING").bindparams(bindparam("now", type_=UtcDateTime()))
 
 
 def mark_unqueued(*, session: Session, items: Iterable[Item], now: datetime, requeue_after: timedelta) -> list[Item]:
@@ -29,8 +34,13 @@ def mark_unqueued(*, session: Session, items: Iterable[Item], now: datetime, req
     waiting = set(session.exec(select(QueuedWork.kind, QueuedWork.item_id)).all())
     fresh = [item for item in dict.fromkeys(items) if item not in waiting]
     # A sweep running beside this one may mark the same items: the first mark stands.
-    insert_ignoring_duplicates(session, QueuedWork.__table__,
-                               [{"kind": kind, "item_id": item_id, "queued_at": now} for kind, item_id in fresh])
+    if fresh and session.get_bind().dialect.name == "postgresql":
+        # Two arrays in one statement: a day of 10,000 expiries is marked in a round trip, not 10,000.
+        session.exec(_MARK_ALL_POSTGRES.bindparams(kinds=[kind for kind, _ in fresh],
+                                                    ids=[item_id for _, item_id in fresh], now=now))
+    else:
+        insert_ignoring_duplicates(session, QueuedWork.__table__,
+                                   [{"kind": kind, "item_id": item_id, "queued_at": now} for kind, item_id in fresh])
     return fresh
 
 
