@@ -4,10 +4,11 @@ A row is claimed with a compare-and-set that pushes its `next_attempt_at` a few 
 committed before Slack is called, so two workers (or a task and the sweep) never send the same
 row twice, and no database lock is held across the HTTP call. If a worker dies mid-send, the
 claim lapses and the sweep finds the row due again. The claim also clears the sweep's `queued_at`
-mark: the row's task has reached a worker, so once it is due again the next sweep may queue it. Failures are classified here, never retried
-in place: a transient error (429, 5xx, no connection) backs off, honouring Retry-After, and is
-retried for as long as it takes; a permanent one (a bad channel, a revoked token) backs off for
-an hour and gives up once the row has had MAX_ATTEMPTS attempts, keeping the error on the row.
+mark: the row's task has reached a worker, so once it is due again the next sweep may queue it.
+Failures are classified here, never retried in place: a transient error (429, 5xx, no connection)
+backs off, honouring Retry-After, and is retried for as long as it takes; a permanent one (a bad
+channel, a revoked token) backs off for an hour and gives up once the row has had MAX_ATTEMPTS
+attempts, keeping the error on the row.
 
 A send cut off after it may have reached Slack (a timeout, a dropped connection, or a worker killed
 mid-send, whose row is still marked IN_FLIGHT when it is claimed again) is ambiguous: Slack has no
