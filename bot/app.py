@@ -11,8 +11,10 @@ from slack_sdk import WebClient
 
 from bot.context import BotContext
 from bot.listeners import register_all
-from bot.telemetry import TRAFFIC, InstrumentedApp
+from bot.telemetry import InstrumentedApp
+from bot.traffic import TRAFFIC
 from bot.listeners.guard import GuardedRequestHandler
+from bot.matching import match_on_body
 from workers.health import HEALTHZ_PATH, PATHS, WSGIApp, health_app
 from workers.slack_client import make_slack_client
 
@@ -21,8 +23,12 @@ HEALTH_PATH = HEALTHZ_PATH
 
 
 def create_app(ctx: BotContext, *, client: WebClient | None = None,
-               process_before_response: bool = False) -> App:
-    """Build the Bolt app with its telemetry and every listener registered."""
+               process_before_response: bool = True) -> App:
+    """Build the Bolt app with its telemetry and every listener registered.
+
+    Listeners ack, hand the rest of their work to `ctx.at_once` or `ctx.after_ack`, and return, so Bolt
+    answers when the listener returns (process_before_response), on the request thread: see bot/telemetry.py.
+    """
     settings = ctx.settings
     # Bolt's App with a request id for the logs and latency metrics by listener.
     app = InstrumentedApp(
@@ -35,6 +41,7 @@ def create_app(ctx: BotContext, *, client: WebClient | None = None,
         logger=logging.getLogger("steward.bolt"),
     )
     register_all(app, ctx)
+    match_on_body(app)
     return app
 
 
