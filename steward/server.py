@@ -113,6 +113,11 @@ def serve_http(settings: Settings, *, host: str, port: int, workers: int, thread
 
     Call `use_multiprocess_metrics()` first, so /metrics merges every worker's samples.
     """
+    from bot.traffic import TRAFFIC, TrafficBoard  # no metrics: safe before the fork (module docstring)
+
+    # Gunicorn starts a replacement before the old worker has been reaped: room for twice as many.
+    board = TrafficBoard(2 * workers + 2)
+
     def build() -> WSGIApp:
         from steward import runtime  # see the module docstring
 
@@ -136,7 +141,11 @@ def serve_http(settings: Settings, *, host: str, port: int, workers: int, thread
         "logger_class": SharedLogs,
         # The control socket defaults to one path per user, which two servers on one host would share.
         "control_socket_disable": True,
-        "child_exit": _forget_worker_metrics,
+        # Each worker publishes its requests in flight in a slot of the board, so the quiet lanes of all
+        # of them wait for lulls of the whole server (bot/traffic.py).
+        "pre_fork": lambda _arbiter, worker: setattr(worker, "traffic_slot", board.take_slot()),
+        "post_fork": lambda _arbiter, worker: TRAFFIC.share(board, worker.traffic_slot),
+        "child_exit": lambda arbiter, worker: _worker_exited(arbiter, worker, board),
     }
     log.info("Steward listening on http://%s:%s/slack/events (%d workers × %d threads)", host, port, workers,
              threads)
@@ -169,10 +178,10 @@ def serve_socket_mode(app: App, settings: Settings, *, host: str, port: int,
 
 
 def counted_socket_mode_handler(base: type) -> type:
-    """Bolt's Socket Mode handler, counting each request in flight (`bot.telemetry.TRAFFIC`) until its
+    """Bolt's Socket Mode handler, counting each request in flight (`bot.traffic.TRAFFIC`) until its
     answer has been sent, as `bot.app.wsgi_app` does over HTTP: a form's save (on the quiet lane) then
     never reaches Slack before the ack that says "Saving…"."""
-    from bot.telemetry import TRAFFIC
+    from bot.traffic import TRAFFIC
 
     class CountedSocketModeHandler(base):
         def handle(self, client: Any, req: Any) -> None:
@@ -185,6 +194,12 @@ def _remove_folder(folder: str, owner: int) -> None:
     # Forked gunicorn workers run exit handlers too; only the process that made the folder removes it.
     if os.getpid() == owner:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _worker_exited(arbiter: Any, worker: Any, board: Any) -> None:
+    # Its requests in flight died with it, and its slot is free for a replacement.
+    board.free_slot(worker.traffic_slot)
+    _forget_worker_metrics(arbiter, worker)
 
 
 def _forget_worker_metrics(_arbiter: Any, worker: Any) -> None:

@@ -1,0 +1,117 @@
+"""Request traffic: how many Slack requests wait for their ack, and when one last arrived or was answered.
+
+The quiet lane (`bot.telemetry.QuietLane`) starts work after acks only in a lull, when no request has waited
+for its ack for ACKS_FIRST_QUIET. `steward serve`'s worker processes share the machine's cores, so a lull
+must be one of the whole server: at concurrency 1 on two workers, each saw a lull whenever the client's next
+requests went to the other, and the answers it then started slowed those acks (`bench --only ack`, c1 p99
+1.7-3.0× bare, 1.2-1.5× with no lulls at all). So the workers publish their counts on a `TrafficBoard`,
+memory the gunicorn master maps before it forks them, one slot per worker, and every lane reads all slots.
+
+The request path only writes: nobody is woken at each answer. At hundreds of answers a second, waking the
+lane every time took the GIL from the next ack; the lane looks again once a quiet spell at most.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator
+
+# See bot/telemetry.py for how these were chosen.
+ACKS_FIRST_QUIET = 0.03
+QUIET_POLL_SECONDS = 0.01  # how often a quiet spell shorter than this is looked for
+
+
+class TrafficBoard:
+    """Each process's requests in flight and time of its last change (time.monotonic, which is machine-wide),
+    in shared memory that forked processes inherit. Each slot is written only by the process holding it."""
+
+    def __init__(self, slots: int) -> None:
+        self._cells = multiprocessing.RawArray(ctypes.c_double, 2 * slots)  # in flight, last change
+        for slot in range(slots):
+            self._cells[2 * slot + 1] = -math.inf
+        self._free = list(range(slots))
+
+    def take_slot(self) -> int:
+        """A free slot, for a process about to be forked (called in the parent)."""
+        if not self._free:
+            raise RuntimeError("no free traffic slot: more processes than the board was made for")
+        return self._free.pop(0)
+
+    def free_slot(self, slot: int) -> None:
+        """A process has exited: whatever it had in flight is gone, and its slot can be taken again."""
+        self._cells[2 * slot] = 0
+        self._free.append(slot)
+
+    def write(self, slot: int, in_flight: int, last_change: float) -> None:
+        """Publish one process's counts (each is a single aligned 8-byte store)."""
+        self._cells[2 * slot], self._cells[2 * slot + 1] = in_flight, last_change
+
+    def read(self) -> tuple[int, float]:
+        """Requests in flight in every process, and the latest change among them."""
+        cells = self._cells[:]
+        return int(sum(cells[0::2])), max(cells[1::2])
+
+
+class RequestTraffic:
+    """The Slack requests this process is handling (each is in flight until it is answered), and when one
+    last arrived or was answered; once `share`d, those of every process on the board."""
+
+    def __init__(self, quiet: float = ACKS_FIRST_QUIET) -> None:
+        self._in_flight, self._last_change, self._quiet = 0, -math.inf, quiet
+        self._lock = threading.Lock()
+        self._board: TrafficBoard | None = None
+        self._slot = 0
+
+    def share(self, board: TrafficBoard, slot: int) -> None:
+        """Publish this process's traffic in `slot` of `board`, and wait for lulls of the whole board."""
+        with self._lock:
+            self._board, self._slot = board, slot
+            board.write(slot, self._in_flight, self._last_change)
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one request in flight while it is handled (on `steward serve`, until its ack is answered)."""
+        self._change(+1)
+        try:
+            yield
+        finally:
+            # The quiet spell counts from the answer: a next request typically follows within a millisecond.
+            self._change(-1)
+
+    def wait_for_quiet(self, patience: float, *, claim: bool = False) -> bool:
+        """Wait until no request has been in flight for the quiet spell, at most `patience` seconds; whether
+        it is quiet. With `claim`, the spell is used up: the next caller waits for a spell of its own, so a
+        lull in a burst lets one piece of work start, not a crowd."""
+        deadline = time.monotonic() + patience
+        while True:
+            with self._lock:
+                in_flight, last_change = self._board.read() if self._board else (self._in_flight, self._last_change)
+                now, quiet_at = time.monotonic(), last_change + self._quiet
+                if in_flight == 0 and now >= quiet_at:
+                    if claim:
+                        self._last_change = now
+                        self._publish()
+                    return True
+            if now >= deadline:
+                return False
+            # A spell that starts from now on ends no sooner than a spell from now: look again then.
+            wake = quiet_at if in_flight == 0 else now + max(self._quiet, QUIET_POLL_SECONDS)
+            time.sleep(min(deadline, wake) - now)
+
+    def _change(self, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+            self._last_change = time.monotonic()
+            self._publish()
+
+    def _publish(self) -> None:
+        if self._board is not None:
+            self._board.write(self._slot, self._in_flight, self._last_change)
+
+
+TRAFFIC = RequestTraffic()  # this process's; `bot.app.wsgi_app` counts every request to /slack/events
