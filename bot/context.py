@@ -66,6 +66,11 @@ class BotContext:
     # a response URL): `steward serve` queues it behind the acks (bot.telemetry.QuietLane); by default, and in
     # tests, it runs at once.
     after_ack: Callable[[Callable[[], None]], object] = field(default=_run_now)
+    # Work after an ack that must start at once (opening a modal, whose trigger_id expires 3 s after the click;
+    # a change the person waits to see). Listeners return right after their ack, so this is where the rest of
+    # their work goes: `steward serve` runs it on a few threads (bot.telemetry.AtOnce); by default, and in
+    # tests, it runs before the listener returns.
+    at_once: Callable[[Callable[[], None]], object] = field(default=_run_now)
 
     def __post_init__(self) -> None:
         if self.members_of is None:

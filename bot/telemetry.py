@@ -9,66 +9,55 @@
   `action:<action_id>`, `view:<callback_id>`, `options:<action_id>`, `event:<type>`,
   `shortcut:<callback_id>`). Labels come only from signed requests, whose ids are ours, so a forger
   cannot mint label values; a request that fails the check counts as `unverified`.
-- Its listener executor (`ContextExecutor`) carries the request's context into the listener's thread.
-  In production (process_before_response off) Bolt answers Slack on `ack()` and lets the listener
-  finish there: the request counts as done (REQUEST_SECONDS) when the last of its pieces has.
-- The executor puts acks first. Bolt hands each listener to the executor and has the request thread
-  wait for its `ack()`; with a small pool, the acks of new requests queued behind earlier listeners'
-  work after their acks (searches, Slack calls), which at 64 concurrent requests cost seconds. Now every
-  listener starts at once (the pool is as large as it needs to be), the request thread is woken the
-  moment `ack()` is called (not by Bolt's 10 ms polling), and after their acks at most
-  AFTER_ACK_SLOTS listeners per process run at once, so the work after acks cannot starve the next
-  acks of the GIL and CPU.
+- Listeners run on the request thread and return as soon as they have acked (Bolt's
+  `process_before_response`, in HTTP and Socket Mode alike): the ack is answered the moment the listener
+  returns, with no thread hand-off and none of Bolt's 10 ms polling for `ack()`. Work after the ack is
+  handed on, to one of two places:
+- Work that must start at once (opening a modal, whose trigger_id expires 3 s after the click; a change the
+  person waits to see) goes to `AtOnce`: a few threads per process (AFTER_ACK_SLOTS), so the work after acks
+  cannot starve the next acks of the GIL and CPU. It runs in the request's context, and the request counts
+  as done (REQUEST_SECONDS) when the last of its pieces has.
 - Work after an ack that can wait a moment goes on a `QuietLane`: a form's save (its modal says "Saving…"),
   and every answer sent through a response URL (a search, a card, a report). The lane starts it, one piece
-  per lull, once no request in the process has waited for its ack for ACKS_FIRST_QUIET (`RequestTraffic`,
-  counted by `bot.app.wsgi_app`), or after ACKS_FIRST_PATIENCE. In a burst the acks go first, and the
-  answers follow it; work that opens a modal runs at once, as its trigger_id expires 3 s after the click.
+  per lull, once no request in the server (every `steward serve` worker: bot/traffic.py) has waited for
+  its ack for ACKS_FIRST_QUIET (`RequestTraffic`, counted by `bot.app.wsgi_app`), or after
+  ACKS_FIRST_PATIENCE. In a burst the acks go first, and the answers follow it.
 
 ACK_SECONDS is observed the first time the request's `ack()` is called.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App, BoltRequest, BoltResponse
 
 from bot.ids import Command
+from bot.traffic import TRAFFIC, RequestTraffic
 from workers.logs import REQUEST_ID
 from workers.metrics import ACK_SECONDS, REQUEST_SECONDS
 
-# Listener threads per process. Listeners waiting for an ack are at most one per gunicorn thread; the
-# rest are listeners after their ack, waiting for or holding an AFTER_ACK_SLOTS slot. Generous, so an
-# ack does not wait for a thread unless a burst leaves this many listeners unfinished: at 256, the full
-# `bench --only ack` (512 requests per kind at 64 concurrent) filled the pool with waiting listeners and
-# the acks' p99 rose from ~300 to ~850 ms. A waiting thread costs little memory (369 MiB after that run,
-# 351 at 256). Past this, new acks queue for a thread: sustained load above what the work after the acks
-# can keep up with needs more bot processes, not more threads.
-LISTENER_THREADS = 1024
-# Listeners running their work after the ack at once, per process. On `bench --only ack` (2 workers on
+# Pieces of work after acks running at once (`AtOnce`), per process. On `bench --only ack` (2 workers on
 # 2 cores, 64 concurrent requests) 1, 2 or 4 slots gave like ack times, 8 or unbounded twice to four
 # times slower ones: the work after acks took the GIL from the next acks. Four keeps most of the
 # concurrency Bolt's own pool (5 threads) gave work that mostly waits on Slack.
 AFTER_ACK_SLOTS = 4
-# QuietLane work waits, at most ACKS_FIRST_PATIENCE, until this process has had no Slack request waiting for
-# its ack for ACKS_FIRST_QUIET; each such lull starts one piece of work. On `bench --only ack` (2 cores shared
+# QuietLane work waits, at most ACKS_FIRST_PATIENCE, until the server has had no Slack request waiting for
+# its ack for ACKS_FIRST_QUIET (bot/traffic.py); each such lull starts one piece of work. On `bench --only ack` (2 cores shared
 # with the client and PostgreSQL) a 5 ms lull came often inside a burst at 16 concurrent, whenever the client
 # fell behind, and the searches it let in took the CPU from the next acks (p50 1.7-2.1x bare); 30 ms lulls
 # do not come inside a burst, while one person's answer still starts 30 ms after their ack. Letting a lull
 # start all the waiting work at once put concurrency 1 at p99 2.2-2.6x bare; one piece per lull, 0.6-1.4x.
 # A burst of 512 requests at 16 lasts about 3 s, so 2 s of patience let a third of its work in early.
 ACKS_FIRST_PATIENCE = 5.0
-ACKS_FIRST_QUIET = 0.03
-ACK_WAIT_SECONDS = 3.0  # Bolt's own ack timeout: after it, Bolt stops waiting and answers without the ack
 MAX_LABEL = 64  # action and callback ids are ours and short; this only bounds a surprise
 log = logging.getLogger("steward.bot")
 SUBCOMMANDS = frozenset(c.value for c in Command)
@@ -79,7 +68,7 @@ class InstrumentedApp(App):
     """Bolt's App, each request given an id for the logs and timed by listener (see the module docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(listener_executor=ContextExecutor(), **kwargs)
+        super().__init__(**kwargs)
         self.use(_name_listener)  # after Bolt's built-in middleware, the signature check among them
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
@@ -117,126 +106,78 @@ def listener_name(body: dict[str, Any]) -> str:
     return _label("other", kind)
 
 
-class ContextExecutor(ThreadPoolExecutor):
-    """Bolt's listener executor: each listener runs at once, in the submitting request's context, and the
-    request thread returns as soon as the listener acks (see the module docstring)."""
+class AtOnce:
+    """Work after an ack that must start at once (see the module docstring), on AFTER_ACK_SLOTS threads."""
 
-    def __init__(self, max_workers: int = LISTENER_THREADS, after_ack_slots: int = AFTER_ACK_SLOTS) -> None:
-        super().__init__(max_workers=max_workers, thread_name_prefix="listener")
-        self._after_ack = threading.BoundedSemaphore(after_ack_slots)
+    def __init__(self, workers: int = AFTER_ACK_SLOTS) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="after-ack")
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        """Run `fn` in a copy of the caller's context; the request stays open until it returns."""
-        scope, context, on_request_thread = _SCOPE.get(), contextvars.copy_context(), _SLOT.get() is None
+    def submit(self, work: Callable[[], None]) -> Future:
+        """Start `work` in the caller's context (its request id in the logs); the request lasts until it ends."""
+        scope, context = _SCOPE.get(), contextvars.copy_context()
         if scope is not None:
             scope.hold()
 
-        def run() -> Any:
-            slot = _Slot(self._after_ack)
-            _SLOT.set(slot)  # in this listener's own copy of the context: its ack() takes the slot
+        def run() -> None:
             try:
-                return fn(*args, **kwargs)
+                _run_logged(work)
             finally:
-                slot.give_back()
                 if scope is not None:
-                    scope.acked.set()  # a listener that failed before acking: Bolt has its answer now
                     scope.release()
-
-        future = super().submit(context.run, run)
-        if scope is not None and on_request_thread:
-            # Bolt polls for the ack every 10 ms once this returns; wait here to be woken the moment it comes.
-            scope.acked.wait(ACK_WAIT_SECONDS)
-        return future
-
-
-class _Slot:
-    """One listener's claim on an after-ack slot: taken at its first ack(), given back when it ends."""
-
-    def __init__(self, slots: threading.BoundedSemaphore) -> None:
-        self._slots, self._taken = slots, False
-
-    def take(self) -> None:
-        """Wait for a free slot (Slack has its answer already), unless this listener holds one."""
-        if not self._taken:
-            self._slots.acquire()
-            self._taken = True
-
-    def give_back(self) -> None:
-        """Free the slot, if this listener took one."""
-        if self._taken:
-            self._taken = False
-            self._slots.release()
-
-
-class RequestTraffic:
-    """The Slack requests this process is handling (each is in flight until it is answered), and when one
-    last arrived or was answered."""
-
-    def __init__(self, quiet: float = ACKS_FIRST_QUIET) -> None:
-        self._in_flight, self._last_change, self._quiet = 0, float("-inf"), quiet
-        self._changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one request in flight while it is handled (on `steward serve`, until its ack is answered)."""
-        with self._changed:
-            self._in_flight += 1
-            self._last_change = time.monotonic()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._in_flight -= 1
-                self._last_change = time.monotonic()  # the quiet spell counts from here: a next request
-                # typically follows an answer within a millisecond
-                if self._in_flight == 0:  # only then can it be quiet: waking waiters sooner is wasted GIL
-                    self._changed.notify_all()
-
-    def wait_for_quiet(self, patience: float, *, claim: bool = False) -> bool:
-        """Wait until no request has been in flight for the quiet spell, at most `patience` seconds; whether
-        it is quiet. With `claim`, the spell is used up: the next caller waits for a spell of its own, so a
-        lull in a burst lets one piece of work start, not a crowd."""
-        deadline = time.monotonic() + patience
-        with self._changed:
-            while True:
-                now = time.monotonic()
-                quiet_at = self._last_change + self._quiet
-                if self._in_flight == 0 and now >= quiet_at:
-                    if claim:
-                        self._last_change = now
-                    return True
-                if now >= deadline:
-                    return False
-                self._changed.wait((min(deadline, quiet_at) if self._in_flight == 0 else deadline) - now)
-
-
-TRAFFIC = RequestTraffic()  # this process's; `bot.app.wsgi_app` counts every request to /slack/events
+        return self._pool.submit(context.run, run)
 
 
 class QuietLane:
     """Work after acks that can wait a moment (a form's save, whose modal says "Saving…" meanwhile; an answer
-    through a response URL), started in order, one per lull in which no Slack request in this process waited
+    through a response URL), started in order, one per lull in which no Slack request in the server waited
     for its ack, or once it has waited `patience`.
     Slack's 3 s deadline is on acks: in a burst each save's CPU (ours and the database's) would otherwise
-    land in the next acks. Its own few threads, so waiting work holds no listener thread and wakes no crowd,
-    and Slack's round trips overlap; the interpreter finishes what is queued before it exits."""
+    land in the next acks. One gate thread waits for the lulls and hands each piece to a few runner threads,
+    so Slack's round trips overlap while waiting work holds no thread and wakes nobody; the interpreter
+    finishes what is queued before it exits. A waiting piece holds only its deadline, context and work:
+    in a burst hundreds wait at once, and what they hold is what the cyclic collector walks again and again
+    during it (two futures each made its pauses of up to 37 ms part of the acks' p99)."""
 
     def __init__(self, traffic: RequestTraffic = TRAFFIC, patience: float = ACKS_FIRST_PATIENCE,
                  workers: int = AFTER_ACK_SLOTS) -> None:
         self._traffic, self._patience = traffic, patience
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quiet-lane")
+        self._waiting: deque[tuple[float, contextvars.Context, Callable[[], None]]] = deque()
+        self._lock, self._admitting = threading.Lock(), False
+        self._gate = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiet-lane-gate")
+        self._runners = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quiet-lane")
 
-    def submit(self, work: Callable[[], None]) -> Future:
-        """Queue `work`, run in the caller's context (its request id in the logs)."""
-        start_by, context = time.monotonic() + self._patience, contextvars.copy_context()
+    def submit(self, work: Callable[[], None]) -> None:
+        """Queue `work`, to run in the caller's context (its request id in the logs)."""
+        with self._lock:
+            self._waiting.append((time.monotonic() + self._patience, contextvars.copy_context(), work))
+            if self._admitting:
+                return
+            self._admitting = True
+        try:
+            self._gate.submit(self._admit)
+        except RuntimeError:  # the interpreter is exiting: nothing arrives after this, so admit it here
+            self._admit()
 
-        def run() -> None:
+    def _admit(self) -> None:
+        """Start the waiting work in order, each piece in a lull of its own or once its patience is out."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._admitting = False
+                    return
+                start_by, context, work = self._waiting.popleft()
             self._traffic.wait_for_quiet(max(0.0, start_by - time.monotonic()), claim=True)
             try:
-                context.run(work)
-            except Exception:
-                log.exception("work after an ack failed")
-        return self._pool.submit(run)
+                self._runners.submit(context.run, _run_logged, work)
+            except RuntimeError:  # the interpreter is exiting: the runners take nothing new
+                context.run(_run_logged, work)
+
+
+def _run_logged(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:
+        log.exception("work after an ack failed")
 
 
 class _Scope:
@@ -244,7 +185,6 @@ class _Scope:
 
     def __init__(self) -> None:
         self.listener, self.started = UNVERIFIED, time.perf_counter()
-        self.acked = threading.Event()  # set by the first ack(), or when a listener ends without one
         self._running, self._lock = 1, threading.Lock()  # dispatch itself is the first piece
 
     def elapsed(self) -> float:
@@ -252,7 +192,7 @@ class _Scope:
         return time.perf_counter() - self.started
 
     def hold(self) -> None:
-        """Another piece (a listener on the executor) started."""
+        """Another piece (work handed to `AtOnce`) started."""
         with self._lock:
             self._running += 1
 
@@ -266,9 +206,6 @@ class _Scope:
 
 
 _SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("steward_request_scope", default=None)
-# Set only on listener threads (ContextExecutor): the after-ack slot the listener takes when it acks.
-_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("steward_after_ack_slot", default=None)
-
 
 def _name_listener(req: BoltRequest, resp: BoltResponse, next: Callable[[], None]) -> BoltResponse:
     # Bolt injects arguments by name; handing back `resp` keeps the response Bolt started with.
@@ -280,7 +217,7 @@ def _name_listener(req: BoltRequest, resp: BoltResponse, next: Callable[[], None
 
 
 class _TimedAck(Ack):
-    """Bolt's ack(), observing ACK_SECONDS and waking the request thread the first time it is called."""
+    """Bolt's ack(), observing ACK_SECONDS the first time it is called."""
 
     def __init__(self, scope: _Scope) -> None:
         super().__init__()
@@ -292,12 +229,7 @@ class _TimedAck(Ack):
             return super().__call__(*args, **kwargs)
         self._timed = True
         ACK_SECONDS.labels(listener=self._scope.listener).observe(self._scope.elapsed())
-        response = super().__call__(*args, **kwargs)
-        self._scope.acked.set()  # wakes the request thread, which answers Slack
-        slot = _SLOT.get()
-        if slot is not None:
-            slot.take()  # the rest of the listener waits its turn; the ack is on its way already
-        return response
+        return super().__call__(*args, **kwargs)
 
 
 def _label(kind: str, value: Any) -> str:

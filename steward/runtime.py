@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from bot.app import create_app
 from bot.context import BotContext, members_from
-from bot.telemetry import QuietLane
+from bot.telemetry import AtOnce, QuietLane
 from workers import logs
 from workers.celery_app import WorkerContext, make_celery
 from workers.clock import clock_for
@@ -75,7 +75,8 @@ def build_bot(settings: Settings, engine: Engine) -> App:
     ctx = BotContext(settings=settings, engine=engine, policy=policy, directory=directory,
                      enqueue_delivery=enqueue_delivery, members_of=members_from(directory, policy),
                      enqueue_decision=partial(decide_now, context=deciding),
-                     enqueue_provisioning=enqueue_provisioning, clock=clock, after_ack=QuietLane().submit)
+                     enqueue_provisioning=enqueue_provisioning, clock=clock, after_ack=QuietLane().submit,
+                     at_once=AtOnce().submit)
     return create_app(ctx, client=client)
 
 

@@ -153,13 +153,13 @@ def test_slack_sdk_debug_logs_of_a_call_never_show_the_token(restore_logging, ca
 
 def test_lines_logged_while_handling_a_request_carry_its_id(harness, restore_logging, capsys):
     configure_logging(Settings(_env_file=None, log_level="DEBUG"), policy=None, environ={})
-    bot = instrumented(harness, process_before_response=False)
+    bot = instrumented(harness, production=True)
     ids = []
     for _ in range(2):
         capsys.readouterr()
         opened = len(bot.fake.views_opened())
         assert bot.command("register dataset").status == 200
-        for _ in range(200):  # the listener opens the modal on Bolt's executor, after the ack
+        for _ in range(200):  # the modal opens on another thread, after the ack
             if len(bot.fake.views_opened()) > opened:
                 break
             threading.Event().wait(0.05)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, update
 
 from bot.app import create_app
 from steward.sandbox import signing
-from tests.bot.conftest import Harness, bot_policy, fake, harness  # noqa: F401 - fixtures used below
+from tests.bot.conftest import Harness, as_in_production, bot_policy, fake, harness  # noqa: F401 - fixtures used below
 from tests.factories import OWNER, deny_request, make_asset, make_request, retire
 from tests.workers.conftest import Clock, fresh_celery  # noqa: F401 - fixture used below
 from workers.celery_app import WorkerContext, make_celery
@@ -49,18 +49,20 @@ def gauge(families: dict[str, list], name: str) -> float:
     return only.value
 
 
-def instrumented(harness: Harness, *, process_before_response: bool) -> Harness:
+def instrumented(harness: Harness, *, production: bool) -> Harness:
     """The harness's app built with the configured Slack client (which counts Slack calls and never sleeps
-    here); without process_before_response, listeners finish on Bolt's executor after the ack, as in production."""
+    here); in `production`, the work after each ack runs on its own threads, after Bolt has answered."""
     client = make_slack_client(harness.ctx.settings, sleep=lambda seconds: None)
-    app = create_app(harness.ctx, client=client, process_before_response=process_before_response)
-    return Harness(app=app, fake=harness.fake, ctx=harness.ctx, enqueued=harness.enqueued)
+    if production:
+        return as_in_production(harness, client=client)
+    return Harness(app=create_app(harness.ctx, client=client), fake=harness.fake, ctx=harness.ctx,
+                   enqueued=harness.enqueued)
 
 
 @pytest.fixture
 def synchronous(harness: Harness) -> Harness:
     """The instrumented app, answering Slack only once the listener is done."""
-    return instrumented(harness, process_before_response=True)
+    return instrumented(harness, production=False)
 
 
 def test_every_metric_shows_up_once_its_code_ran(synchronous, engine, bot_policy, now, tmp_path, fresh_celery):
@@ -105,9 +107,9 @@ def test_a_failed_task_counts_as_a_failure(engine, bot_policy, now, tmp_path, fr
 
 
 def test_ack_time_is_observed_when_the_listener_acks_not_when_it_finishes(harness, engine, bot_policy, now):
-    # In production Bolt answers on ack and the listener finishes on its executor: the request is done
-    # (REQUEST_SECONDS) only when the listener is.
-    async_harness = instrumented(harness, process_before_response=False)
+    # In production Bolt answers when the listener returns, right after its ack, and the rest of its work
+    # runs on other threads: the request is done (REQUEST_SECONDS) only when that work is.
+    async_harness = instrumented(harness, production=True)
     listener = "command:register"
     before = sample("steward_request_seconds_count", listener=listener)
     release = threading.Event()

@@ -28,7 +28,7 @@ from bot.forms import (
 )
 from bot.ids import AccessBlock, Action, Callback
 from bot.listeners.common import (
-    DEACTIVATED, STALE_FORM, UNEXPECTED, actor_for, answer_errors, change, channel_of, deactivated, ephemeral,
+    DEACTIVATED, STALE_FORM, UNEXPECTED, actor_for, answer_at_once, change, channel_of, deactivated, ephemeral,
     in_modal, read, record_id, responder, tell,
 )
 from bot.listeners.modals import open_request
@@ -57,7 +57,7 @@ def register(app: App, ctx: BotContext) -> None:
             open_request(ctx, client, trigger_id=body["trigger_id"], asset=asset, channel=channel_of(body),
                          push=in_modal(body))
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.view(Callback.REQUEST_ACCESS)
     def submit_request(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
@@ -75,7 +75,7 @@ def register(app: App, ctx: BotContext) -> None:
             if not queued:
                 answer(response_type="ephemeral", replace_original=False, text=BUSY, blocks=[section(BUSY)])
 
-        answer_errors(answer, run)
+        answer_at_once(ctx, answer, run)
 
     @app.action(Action.CONFIRM_EMERGENCY)
     def confirm_emergency(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -93,7 +93,7 @@ def register(app: App, ctx: BotContext) -> None:
                 refused = decision_refused_message(message=str(exc), decided_by=exc.decided_by)
                 answer(response_type="ephemeral", replace_original=False, **refused)
 
-        answer_errors(answer, run)
+        answer_at_once(ctx, answer, run)
 
     @app.action(Action.PROVISION_DONE)
     def provision_done(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -112,7 +112,7 @@ def register(app: App, ctx: BotContext) -> None:
                 refused = decision_refused_message(message=str(exc), decided_by=exc.decided_by)
                 answer(response_type="ephemeral", replace_original=False, **refused)
 
-        answer_errors(answer, run)
+        answer_at_once(ctx, answer, run)
 
     @app.action(Action.DENY_OPEN)
     def deny_open(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -124,7 +124,7 @@ def register(app: App, ctx: BotContext) -> None:
                               metadata=metadata(request_id=request_id, channel=channel_of(body)))
             (client.views_push if in_modal(body) else client.views_open)(trigger_id=body["trigger_id"], view=view)
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.view(Callback.DENY)
     def submit_deny(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
@@ -140,14 +140,19 @@ def register(app: App, ctx: BotContext) -> None:
             return
         ack()
         user_id, channel = body["user"]["id"], metadata_channel(meta)
-        try:
-            queued = ctx.enqueue_decision(request_id=request_id, approver_id=user_id,
-                                          outcome=access.DENY, reason=reason, channel=channel)
-        except Exception:
-            log.exception("queueing a deny failed")
-            queued = False
-        if not queued:
-            tell(client, user_id=user_id, channel=channel, text=f":warning: {BUSY} Your denial was not recorded.")
+
+        def record() -> None:
+            try:
+                queued = ctx.enqueue_decision(request_id=request_id, approver_id=user_id,
+                                              outcome=access.DENY, reason=reason, channel=channel)
+            except Exception:
+                log.exception("queueing a deny failed")
+                queued = False
+            if not queued:
+                tell(client, user_id=user_id, channel=channel,
+                     text=f":warning: {BUSY} Your denial was not recorded.")
+
+        ctx.at_once(record)
 
     @app.action(Action.EXTEND_GRANT)
     def extend(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -163,7 +168,7 @@ def register(app: App, ctx: BotContext) -> None:
                     "decided.")
             answer(response_type="ephemeral", replace_original=False, text=text, blocks=[section(text)])
 
-        answer_errors(answer, run)
+        answer_at_once(ctx, answer, run)
 
     @app.action(Action.RELEASE_GRANT)
     def release(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -188,7 +193,7 @@ def register(app: App, ctx: BotContext) -> None:
                                 metadata=metadata(grant_id=grant.id, channel=channel_of(body)))
             (client.views_push if in_modal(body) else client.views_open)(trigger_id=body["trigger_id"], view=view)
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.view(Callback.REVOKE)
     def submit_revoke(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
@@ -282,9 +287,14 @@ def _file_request(ctx: BotContext, ack, body: dict[str, Any], view: dict[str, An
         ack(response_action="errors", errors={AccessBlock.LEVEL: UNEXPECTED})
         return
     ack()
-    # After the ack: routing asks Slack who is in each group, and the request is one transaction.
-    # The requester hears back through the outbox ("request_filed"); only a failure is told here.
-    channel = metadata_channel(meta)
+    ctx.at_once(lambda: _file(ctx, client, data, requester=requester, asset_id=asset_id,
+                              channel=metadata_channel(meta)))
+
+
+def _file(ctx: BotContext, client, data: access.RequestInput, *, requester, asset_id: int, channel: str) -> None:
+    """File a checked request, after the ack: routing asks Slack who is in each group, and the request is
+    one transaction. The requester hears back through the outbox ("request_filed"); only a failure is told."""
+    user_id = requester.user_id
     try:
         if data.emergency:
             change(ctx, lambda s: emergency.break_glass(
@@ -323,7 +333,7 @@ def _change_my_access(ctx: BotContext, body: dict[str, Any], respond, client, fn
         blocks = change(ctx, do)
         answer(response_type="ephemeral", replace_original=True, text="Your access", blocks=blocks)
 
-    answer_errors(answer, run)
+    answer_at_once(ctx, answer, run)
 
 
 def _revocable(ctx: BotContext, session: Session, grant_id: int, actor) -> tuple[Grant, Asset]:

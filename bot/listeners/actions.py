@@ -16,7 +16,7 @@ from bot.forms import metadata, metadata_channel, read_metadata
 from bot.ids import Action
 from bot.listeners.commands import card_blocks
 from bot.listeners.common import (
-    actor_for, answer_after_acks, answer_errors, change, channel_of, in_modal, read, record_id, responder,
+    actor_for, answer_after_acks, answer_at_once, change, channel_of, in_modal, read, record_id, responder,
 )
 from bot.listeners.modals import open_classify, open_edit, open_register
 from bot.views.common import plain
@@ -40,7 +40,7 @@ def register(app: App, ctx: BotContext) -> None:
             form = asset_form_view(kind=kind, metadata=meta, owner_id=body["user"]["id"])
             client.views_update(view_id=view["id"], hash=view.get("hash"), view=form)
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.action(Action.SHOW_ASSET)
     def show(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -54,12 +54,12 @@ def register(app: App, ctx: BotContext) -> None:
         if body.get("response_url"):  # in a message: the card comes through the response URL
             answer_after_acks(ctx, respond, run)
         else:  # from App Home or a modal: it opens with the click's trigger_id
-            answer_errors(responder(body, respond, client), run)
+            answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.action(Action.EDIT_ASSET)
     def edit(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
-        answer_errors(responder(body, respond, client), lambda: open_edit(
+        answer_at_once(ctx, responder(body, respond, client), lambda: open_edit(
             ctx, client, trigger_id=body["trigger_id"], asset_id=record_id(action, "an asset"),
             actor=actor_for(ctx, body["user"]["id"]), channel=channel_of(body), push=in_modal(body)))
 
@@ -78,7 +78,7 @@ def register(app: App, ctx: BotContext) -> None:
             open_classify(client, trigger_id=body["trigger_id"], asset=asset, previous=previous,
                           channel=channel_of(body), push=in_modal(body))
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.action(Action.RETIRE_ASSET)
     def retire(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
@@ -94,12 +94,12 @@ def register(app: App, ctx: BotContext) -> None:
             blocks = change(ctx, do)
             _show_blocks(body, respond, client, blocks, replace=True)
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.action(Action.REGISTER_OPEN)
     def register_open(ack, body: dict[str, Any], client) -> None:
         ack()
-        open_register(client, trigger_id=body["trigger_id"], kind=None, user_id=body["user"]["id"])
+        ctx.at_once(lambda: open_register(client, trigger_id=body["trigger_id"], kind=None, user_id=body["user"]["id"]))
 
 
 def _asset(session, action: dict[str, Any]):

@@ -14,7 +14,7 @@ from workflows.enums import AssetKind, AssetStatus
 from bot.context import BotContext
 from bot.ids import Command
 from bot.listeners.access import access_command, request_command
-from bot.listeners.common import actor_for, answer_after_acks, answer_errors, ephemeral, read
+from bot.listeners.common import actor_for, answer_after_acks, answer_at_once, ephemeral, read
 from bot.listeners.lineage import lineage_command
 from bot.listeners.report import report_command
 from bot.listeners.modals import open_classify, open_edit, open_register
@@ -38,13 +38,13 @@ def register(app: App, ctx: BotContext) -> None:
         handler = HANDLERS.get(sub)
         if handler is None:
             intro = f"I don't know `{escape(name)}`." if name and sub != Command.HELP else None
-            ephemeral(respond, help_blocks(intro=intro), "Steward help")
+            ctx.at_once(lambda: ephemeral(respond, help_blocks(intro=intro), "Steward help"))
             return
         run = lambda: handler(ctx, command, arg, respond, client)  # noqa: E731
         if handler in ANSWERED_BY_RESPONSE_URL:
             answer_after_acks(ctx, respond, run)
         else:
-            answer_errors(respond, run)
+            answer_at_once(ctx, respond, run)
 
 
 def show_asset(ctx: BotContext, command: dict[str, Any], arg: str, respond, client) -> None:

@@ -95,6 +95,11 @@ def answer_errors(respond: Callable[..., Any], fn: Callable[[], None]) -> None:
         respond(response_type="ephemeral", replace_original=False, text=UNEXPECTED)
 
 
+def answer_at_once(ctx: BotContext, respond: Callable[..., Any], fn: Callable[[], None]) -> None:
+    """Run `fn` as `answer_errors` does, on `ctx.at_once`: started now, after the listener has acked."""
+    ctx.at_once(lambda: answer_errors(respond, fn))
+
+
 def answer_after_acks(ctx: BotContext, respond: Callable[..., Any], fn: Callable[[], None]) -> None:
     """Run `fn` as `answer_errors` does, on `ctx.after_ack`: behind the acks of requests still arriving.
 

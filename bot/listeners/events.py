@@ -24,7 +24,7 @@ def register(app: App, ctx: BotContext) -> None:
     def home_opened(event: dict[str, Any], client) -> None:
         if event.get("tab", "home") != "home":
             return
-        publish_home(ctx, client, event["user"])
+        ctx.at_once(lambda: publish_home(ctx, client, event["user"]))
 
 
 def publish_home(ctx: BotContext, client, user_id: str) -> None:

@@ -14,7 +14,7 @@ from slack_bolt import App
 
 from bot.context import BotContext
 from bot.ids import Action
-from bot.listeners.common import actor_for, answer_errors, change, record_id, responder
+from bot.listeners.common import actor_for, answer_at_once, change, record_id, responder
 from workflows import orphans, recertification
 from workflows.errors import NotAllowed
 
@@ -41,7 +41,7 @@ def register(app: App, ctx: BotContext) -> None:
                 change(ctx, lambda s: decide_item(session=s, item_id=item_id, actor=actor, now=now,
                                                   policy=ctx.policy))
 
-            answer_errors(responder(body, respond, client), run)
+            answer_at_once(ctx, responder(body, respond, client), run)
         return listener
 
     for verb in (Action.RECERT_KEEP, Action.RECERT_REVOKE, Action.RECERT_KEEP_ALL):
@@ -62,15 +62,19 @@ def register(app: App, ctx: BotContext) -> None:
             change(ctx, lambda s: orphans.take_ownership(session=s, orphan_id=orphan_id, actor=actor,
                                                          now=ctx.clock()))
 
-        answer_errors(responder(body, respond, client), run)
+        answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.event("user_change")
     def user_changed(event: dict[str, Any]) -> None:
         person = event.get("user") or {}
         if not person.get("deleted") or not person.get("id"):
             return
-        flagged = change(ctx, lambda s: orphans.flag_orphans(session=s, owner_id=person["id"],
-                                                             reason=orphans.DEACTIVATED, now=ctx.clock(),
-                                                             policy=ctx.policy))
-        if flagged:
-            log.info("flagged %d assets of deactivated owner %s", len(flagged), person["id"])
+
+        def flag() -> None:
+            flagged = change(ctx, lambda s: orphans.flag_orphans(session=s, owner_id=person["id"],
+                                                                 reason=orphans.DEACTIVATED, now=ctx.clock(),
+                                                                 policy=ctx.policy))
+            if flagged:
+                log.info("flagged %d assets of deactivated owner %s", len(flagged), person["id"])
+
+        ctx.at_once(flag)

@@ -17,7 +17,7 @@ from workflows.report_render import render_html
 
 from bot.context import BotContext
 from bot.ids import Action
-from bot.listeners.common import actor_for, answer_errors, ephemeral, read, responder
+from bot.listeners.common import actor_for, answer_at_once, ephemeral, read, responder
 from bot.views.report import report_sent, report_summary
 
 
@@ -53,7 +53,7 @@ def register(app: App, ctx: BotContext) -> None:
             report, filename = send_html(ctx, client, body["user"]["id"])
             ephemeral(answer, report_sent(report, filename), f"Sent {filename}")
 
-        answer_errors(answer, run)
+        answer_at_once(ctx, answer, run)
 
 
 def _gather(ctx: BotContext) -> Report:

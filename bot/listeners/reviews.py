@@ -20,7 +20,7 @@ from bot.listeners.common import (
     STALE_FORM,
     UNEXPECTED,
     actor_for,
-    answer_errors,
+    answer_at_once,
     change,
     channel_of,
     read,
@@ -82,29 +82,34 @@ def register(app: App, ctx: BotContext) -> None:
                                                              channel=channel_of(body)))
                 client.views_open(trigger_id=body["trigger_id"], view=view)
 
-        answer_errors(answer, run)
+        answer_at_once(ctx, answer, run)
 
     @app.view(Callback.REVIEW_RETIRE)
     def submit_retire(ack, body: dict[str, Any], view: dict[str, Any], client) -> None:
         ack()
-        meta = read_metadata(view)
-        user_id, channel = body["user"]["id"], metadata_channel(meta)
-        asset_id, message_id = metadata_id(meta, "asset_id"), metadata_id(meta, "message_id")
-        try:
-            if asset_id is None:
-                raise NotFound(STALE_FORM)
-            actor = actor_for(ctx, user_id)
-            asset, ended = change(ctx, lambda s: reviews.retire_reviewed(
-                session=s, asset_id=asset_id, actor=actor, now=ctx.clock(), policy=ctx.policy,
-                message_id=message_id))
-            grants = f" and ended {len(ended)} grant{'s' if len(ended) != 1 else ''}" if ended else ""
-            tell(client, user_id=user_id, channel=channel,
-                 text=f":wastebasket: Retired `{escape(asset.slug)}`{grants}.")
-        except DomainError as exc:
-            tell(client, user_id=user_id, channel=channel, text=f":warning: {escape(str(exc))}")
-        except Exception:
-            log.exception("retiring from a review failed")
-            tell(client, user_id=user_id, channel=channel, text=f":warning: {UNEXPECTED}")
+        ctx.at_once(lambda: _retire(ctx, body, view, client))
+
+
+def _retire(ctx: BotContext, body: dict[str, Any], view: dict[str, Any], client) -> None:
+    """Retire an asset confirmed from a review nudge, after the ack; the outcome is told in the conversation."""
+    meta = read_metadata(view)
+    user_id, channel = body["user"]["id"], metadata_channel(meta)
+    asset_id, message_id = metadata_id(meta, "asset_id"), metadata_id(meta, "message_id")
+    try:
+        if asset_id is None:
+            raise NotFound(STALE_FORM)
+        actor = actor_for(ctx, user_id)
+        asset, ended = change(ctx, lambda s: reviews.retire_reviewed(
+            session=s, asset_id=asset_id, actor=actor, now=ctx.clock(), policy=ctx.policy,
+            message_id=message_id))
+        grants = f" and ended {len(ended)} grant{'s' if len(ended) != 1 else ''}" if ended else ""
+        tell(client, user_id=user_id, channel=channel,
+             text=f":wastebasket: Retired `{escape(asset.slug)}`{grants}.")
+    except DomainError as exc:
+        tell(client, user_id=user_id, channel=channel, text=f":warning: {escape(str(exc))}")
+    except Exception:
+        log.exception("retiring from a review failed")
+        tell(client, user_id=user_id, channel=channel, text=f":warning: {UNEXPECTED}")
 
 
 def parse_choice(action: dict[str, Any]) -> tuple[ReviewVerb, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,8 @@ from sqlmodel import select
 
 from bot.app import create_app
 from bot.context import BotContext, members_from
+from bot.telemetry import AtOnce, QuietLane
+from bot.traffic import RequestTraffic
 from bot.views.messages import render_outbox
 from steward.sandbox import driver, signing
 from steward.sandbox.slack_api import FakeSlack
@@ -160,8 +162,17 @@ def harness(engine, fake, bot_policy, now) -> Harness:
     harness = Harness(app=None, fake=fake, ctx=ctx, enqueued=enqueued)
     ctx.enqueue_decision = harness.enqueue_decision
     ctx.enqueue_provisioning = harness.provisioned.extend
-    harness.app = create_app(ctx, client=client, process_before_response=True)
+    harness.app = create_app(ctx, client=client)
     return harness
+
+
+def as_in_production(harness: Harness, *, client: WebClient | None = None) -> Harness:
+    """The harness's app wired as `steward serve` wires it: the work after each ack runs on threads of its own
+    (`AtOnce`, and a quiet lane that needs no quiet spell), so Bolt answers as soon as the listener acks."""
+    ctx = replace(harness.ctx, at_once=AtOnce().submit,
+                  after_ack=QuietLane(RequestTraffic(quiet=0), patience=0).submit)
+    app = create_app(ctx, client=client or WebClient(token=TOKEN, base_url=harness.fake.url))
+    return Harness(app=app, fake=harness.fake, ctx=ctx, enqueued=harness.enqueued)
 
 
 def decide(engine, call: QueuedDecision, *, now: datetime, enqueued: list[int], policy: Policy | None = None) -> str:

@@ -6,10 +6,8 @@ import threading
 from contextlib import contextmanager
 
 import pytest
-from slack_sdk import WebClient
 
-from bot.app import create_app
-from tests.bot.conftest import TOKEN, Harness
+from tests.bot.conftest import Harness, as_in_production
 from tests.factories import make_asset
 
 COMMANDS = ["asset churn-events", "search churn", "mine", "classify churn-events", "edit churn-events",
@@ -35,10 +33,8 @@ def database_locked(engine):
 
 @pytest.fixture
 def async_harness(harness) -> Harness:
-    """The same app as in production: listeners run in a thread, and Bolt answers as soon as they ack."""
-    client = WebClient(token=TOKEN, base_url=harness.fake.url)
-    app = create_app(harness.ctx, client=client, process_before_response=False)
-    return Harness(app=app, fake=harness.fake, ctx=harness.ctx, enqueued=harness.enqueued)
+    """The same app as in production: Bolt answers as soon as the listener acks; the rest runs on other threads."""
+    return as_in_production(harness)
 
 
 @pytest.mark.parametrize("text", COMMANDS)

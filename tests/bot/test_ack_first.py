@@ -11,14 +11,13 @@ import threading
 import time
 
 from slack_bolt import App
-from slack_sdk import WebClient
 
 from bot import app as bot_app
-from bot import telemetry as bot_telemetry
-from bot.app import create_app
-from bot.telemetry import AFTER_ACK_SLOTS, QuietLane, RequestTraffic
+from bot import traffic as bot_traffic
+from bot.telemetry import AFTER_ACK_SLOTS, QuietLane
+from bot.traffic import RequestTraffic
 from steward.server import counted_socket_mode_handler
-from tests.bot.conftest import TOKEN, Harness, block_action
+from tests.bot.conftest import as_in_production, block_action
 from tests.factories import make_asset
 from workers.logs import REQUEST_ID
 
@@ -28,9 +27,7 @@ ACK_BUDGET_SECONDS = 1.0  # Slack's is 3 s; an ack queued behind the stuck liste
 
 
 def test_acks_do_not_wait_for_listeners_busy_after_their_acks(harness):
-    app = create_app(harness.ctx, client=WebClient(token=TOKEN, base_url=harness.fake.url),
-                     process_before_response=False)
-    acking = Harness(app=app, fake=harness.fake, ctx=harness.ctx, enqueued=harness.enqueued)
+    acking = as_in_production(harness)
     release, opened = threading.Event(), threading.Semaphore(0)
 
     def slow_views_open(args):  # each listener opens its modal after the ack, then waits here
@@ -72,13 +69,14 @@ def test_the_quiet_lane_waits_no_longer_than_its_patience():
 
 
 def test_the_quiet_lane_keeps_the_request_context_and_survives_a_failure(caplog):
-    lane, seen = QuietLane(RequestTraffic(quiet=0), patience=1), []
+    lane, seen, done = QuietLane(RequestTraffic(quiet=0), patience=1), [], threading.Event()
     token = REQUEST_ID.set("req-42")
     try:
-        lane.submit(lambda: 1 / 0).result(10)
-        lane.submit(lambda: seen.append(REQUEST_ID.get())).result(10)
+        lane.submit(lambda: 1 / 0)
+        lane.submit(lambda: (seen.append(REQUEST_ID.get()), done.set()))
     finally:
         REQUEST_ID.reset(token)
+    assert done.wait(10)
     assert seen == ["req-42"]  # its log lines carry the request's id
     assert "work after an ack failed" in caplog.text  # logged, and the lane went on
 
@@ -146,9 +144,21 @@ def test_socket_mode_requests_count_until_their_answer_is_sent(monkeypatch):
 
     class Base:
         def handle(self, client, req):
-            seen.append(("in flight", bot_telemetry.TRAFFIC.wait_for_quiet(0)))
+            seen.append(("in flight", bot_traffic.TRAFFIC.wait_for_quiet(0)))
 
-    monkeypatch.setattr(bot_telemetry, "TRAFFIC", RequestTraffic(quiet=0))
+    monkeypatch.setattr(bot_traffic, "TRAFFIC", RequestTraffic(quiet=0))
     counted_socket_mode_handler(Base)().handle(client=None, req=None)
     assert seen == [("in flight", False)]  # not quiet while the request is handled and answered
-    assert bot_telemetry.TRAFFIC.wait_for_quiet(0)  # quiet again once it was
+    assert bot_traffic.TRAFFIC.wait_for_quiet(0)  # quiet again once it was
+
+
+def test_the_quiet_lane_starts_its_work_in_the_order_it_came():
+    traffic = RequestTraffic(quiet=0.02)  # one piece per 20 ms lull: each has started before the next may
+    lane, started, done = QuietLane(traffic, patience=60), [], threading.Semaphore(0)
+    with traffic.request():
+        for n in range(8):
+            lane.submit(lambda n=n: (started.append(n), done.release()))
+        assert started == []
+    for _ in range(8):
+        assert done.acquire(timeout=10)
+    assert started == list(range(8))  # one gate takes them in turn; the runners only run them

@@ -8,12 +8,10 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from slack_sdk import WebClient
 from sqlmodel import select
 
-from bot.app import create_app
 from tests.bot.access_helpers import buttons, file_request, grant_row, slack_accepts, text_of
-from tests.bot.conftest import GOVERNANCE, TOKEN, Harness, block_action, outbox, rendered
+from tests.bot.conftest import GOVERNANCE, as_in_production, block_action, outbox, rendered
 from tests.bot.test_ack import database_locked
 from tests.factories import ADMIN, OTHER, OWNER, make_asset
 from workflows.db import transaction
@@ -137,9 +135,7 @@ def test_a_forged_done_is_answered(harness, engine, approved, value):
 
 def test_done_acks_before_touching_the_database(harness, engine, approved):
     _, job = approved
-    client = WebClient(token=TOKEN, base_url=harness.fake.url)
-    app = create_app(harness.ctx, client=client, process_before_response=False)
-    async_harness = Harness(app=app, fake=harness.fake, ctx=harness.ctx, enqueued=harness.enqueued)
+    async_harness = as_in_production(harness)
     with database_locked(engine):
         response = _done(async_harness, job.id)
         assert response.status == 200, "Slack got its ack although the database was locked"
