@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, server in servers.items():
                     answered, pids = ack._answered(fake), ack._tree(server.process.pid)
                     before = (cpu_seconds(pids), cpu_seconds(postgres_pids()), time.process_time())
-                    took, errors = ack._load(server.base_url, ack._requests(kind, args.requests, fake, form),
+                    took, errors = ack._load(server.port, ack._requests(kind, args.requests, fake, form),
                                              args.concurrency)
                     during = (cpu_seconds(pids), cpu_seconds(postgres_pids()), time.process_time())
                     settled = ack._settle(fake, answered + args.requests) if name == "steward" else 0.0

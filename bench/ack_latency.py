@@ -1,6 +1,6 @@
 """How fast each listener acks over real HTTP: the time Slack waits before it sees our answer.
 
-The real Bolt app (acking before it processes, as `steward serve` runs it) is served by waitress on
+The real Bolt app (acking, then handing its work on, as `steward serve` runs it) is served by waitress on
 loopback; a fake Slack Web API answers its calls; a database is seeded with a few thousand assets and
 their lineage. Signed requests go over real HTTP with `requests`, one at a time, and the client-side
 response time of each is recorded. Prints figures; never passes or fails.
@@ -36,6 +36,7 @@ from waitress.server import create_server  # noqa: E402
 
 from bot.app import EVENTS_PATH, HEALTH_PATH, create_app, wsgi_app  # noqa: E402
 from bot.context import BotContext  # noqa: E402
+from bot.telemetry import AtOnce, QuietLane  # noqa: E402
 from steward.sandbox import signing  # noqa: E402
 from tests.bot.conftest import block_action, submission  # noqa: E402
 from tests.factories import ADMIN, OTHER, OWNER, asset_fields  # noqa: E402
@@ -316,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=fake.url,
                                 database_url=url)
             client = WebClient(token=TOKEN, base_url=fake.url)
+            # Wired as `steward serve` wires it: the work after each ack runs on threads of its own.
             ctx = BotContext(settings=settings, engine=engine, policy=policy, directory=Directory(client),
-                             enqueue_delivery=lambda ids: None)
-            server = Server(create_app(ctx, client=client, process_before_response=False)).start()
+                             enqueue_delivery=lambda ids: None, at_once=AtOnce().submit,
+                             after_ack=QuietLane().submit)
+            server = Server(create_app(ctx, client=client)).start()
 
             def opened_form() -> dict[str, Any]:
                 forms = [v for v in fake.views_opened() if v.get("callback_id") == "asset_register"]
