@@ -8,11 +8,11 @@ new connection as Slack does (raw sockets, so the client takes little CPU from t
 of the time to the full HTTP answer are compared as ratios. The two servers take turns, several per kind
 and concurrency, so both see the same machine; Steward's work after its acks (the search's reply, the
 card, the form's save) must finish before the bare app's turn, and how long it took after the load
-("done +s") is reported too.
+("done +s") is reported too. The bot's resident memory (gunicorn master and workers) is read at idle
+and after the load.
 
 The floor is the fastest a Bolt app acks: its listener acks on the request thread
-(`process_before_response`), so it pays neither a thread hand-off nor Bolt's 10 ms polling for the ack. The bot's resident memory (gunicorn master and
-workers) is read at idle and after the load.
+(`process_before_response`), so it pays neither a thread hand-off nor Bolt's 10 ms polling for the ack.
 """
 
 from __future__ import annotations

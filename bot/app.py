@@ -22,8 +22,7 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = HEALTHZ_PATH
 
 
-def create_app(ctx: BotContext, *, client: WebClient | None = None,
-               process_before_response: bool = True) -> App:
+def create_app(ctx: BotContext, *, client: WebClient | None = None) -> App:
     """Build the Bolt app with its telemetry and every listener registered.
 
     Listeners ack, hand the rest of their work to `ctx.at_once` or `ctx.after_ack`, and return, so Bolt
@@ -35,7 +34,7 @@ def create_app(ctx: BotContext, *, client: WebClient | None = None,
         # Without one passed in, the one configured client (retries, Slack call metrics).
         client=client or make_slack_client(settings),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
-        process_before_response=process_before_response,
+        process_before_response=True,
         # auth.test at start-up would make the app unbuildable without Slack; the first call checks the token.
         token_verification_enabled=False,
         logger=logging.getLogger("steward.bolt"),

@@ -332,7 +332,7 @@ def test_approve_acks_without_touching_the_database(fake, bot_policy, now):
                      clock=lambda: now, members_of=members_from(directory, bot_policy))
     down = Harness(app=None, fake=fake, ctx=ctx)
     ctx.enqueue_decision = down.enqueue_decision
-    down.app = create_app(ctx, client=client, process_before_response=True)
+    down.app = create_app(ctx, client=client)
     response = down.interact(block_action("access_approve", "7", user=OWNER,
                                           response_url=fake.response_url("dm")))
     assert response.status == 200

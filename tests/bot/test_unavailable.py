@@ -22,7 +22,7 @@ def down(fake, bot_policy, now) -> Harness:
     client = WebClient(token=TOKEN, base_url=fake.url)
     ctx = BotContext(settings=settings, engine=make_engine(UNREACHABLE), policy=bot_policy,
                      directory=Directory(client), enqueue_delivery=lambda ids: None, clock=lambda: now)
-    return Harness(app=create_app(ctx, client=client, process_before_response=True), fake=fake, ctx=ctx)
+    return Harness(app=create_app(ctx, client=client), fake=fake, ctx=ctx)
 
 
 def test_a_command_says_the_database_is_unreachable(down):
