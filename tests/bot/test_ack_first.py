@@ -1,6 +1,6 @@
-"""Acks come first: with Bolt answering on ack (as `steward serve` runs it), a listener still busy after its
-ack never delays the ack of the next request (bot/telemetry.py's executor), and work nobody watches waits
-on the quiet lane until no request waits for its ack."""
+"""Acks come first: wired as `steward serve` wires it, work still running after an ack (on `AtOnce`,
+bot/telemetry.py) never delays the ack of the next request, and work nobody watches waits on the quiet
+lane until no request waits for its ack."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.bot.conftest import as_in_production, block_action
 from tests.factories import make_asset
 from workers.logs import REQUEST_ID
 
-# More listeners stuck after their acks than Bolt's own pool (5 threads) or the after-ack slots hold.
+# More pieces of work stuck after their acks than AtOnce has threads.
 STUCK = max(5, AFTER_ACK_SLOTS) + 3
 ACK_BUDGET_SECONDS = 1.0  # Slack's is 3 s; an ack queued behind the stuck listeners would take that long
 
