@@ -226,11 +226,11 @@ class SocketModeServer:
         with self._changed:
             record = SocketConnection(number=len(self._connections) + 1, ticket=_link(ws.request.path)[1])
             active = sum(1 for r, _ in self._connections if r.open) + 1
-        ws.send(json.dumps({"type": "hello", "num_connections": active,
-                            "debug_info": {"host": "sandbox-applink", "approximate_connection_time": 18060},
-                            "connection_info": {"app_id": self.app_id}}))
-        # Registered only after hello, so no envelope can overtake the greeting.
-        with self._changed:
+            # Greeted and registered under one lock: no envelope can overtake the hello, and a client
+            # that has read the hello is already registered (a reconnect request right after reaches it).
+            ws.send(json.dumps({"type": "hello", "num_connections": active,
+                                "debug_info": {"host": "sandbox-applink", "approximate_connection_time": 18060},
+                                "connection_info": {"app_id": self.app_id}}))
             self._connections.append((record, ws))
             self._changed.notify_all()
         try:
