@@ -19,8 +19,9 @@ from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
-from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
+
+from bot.listeners.body import read_request
 
 log = logging.getLogger("steward.bot")
 MALFORMED = "malformed payload"
@@ -62,10 +63,10 @@ class GuardedRequestHandler(SlackRequestHandler):
     """Bolt's WSGI handler, answering an unreadable or malformed request with 400 instead of running it."""
 
     def dispatch(self, request: WsgiHttpRequest) -> BoltResponse:
-        """Parse the request as Bolt does, check its shape, then hand it to the app."""
+        """Read the request (`bot.listeners.body`), check its shape, then hand it to the app."""
         try:
-            bolt_request = BoltRequest(body=request.get_body(), query=request.query_string,
-                                       headers=request.get_headers())
+            bolt_request, unclean = read_request(request.get_body(), query=request.query_string,
+                                                 headers=request.get_headers())
         except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
             # Unsigned requests reach this point too, so only the kind of problem is logged, never the body.
             log.warning("refused a request whose body cannot be read (%s)", type(exc).__name__)
@@ -74,7 +75,8 @@ class GuardedRequestHandler(SlackRequestHandler):
         if problem:
             log.warning("refused a malformed payload: %.200r", problem)  # repr: it may quote the sender's keys
             return BoltResponse(status=400, body=MALFORMED)
-        clean_text(bolt_request.body)
+        if unclean:
+            clean_text(bolt_request.body)
         return self.app.dispatch(bolt_request)
 
 
