@@ -17,10 +17,11 @@ import re
 from typing import Any
 
 from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.app import wsgi_app
 from steward import runtime, server
+from workers.health import PATHS, WSGIApp, health_app
 from workflows.settings import Settings
 
 ANYTHING = re.compile(".*")
@@ -43,6 +44,20 @@ def bare_app(settings: Settings) -> App:
     return app
 
 
+def bare_wsgi_app(app: App) -> WSGIApp:
+    """Bolt's own WSGI handler at /slack/events (health paths answered, so the bench sees it start).
+
+    Not Steward's `bot.app.wsgi_app`: its request guard and body reader are Steward's, measured on
+    Steward's side."""
+    bolt, health = SlackRequestHandler(app), health_app()
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        serve = health if environ.get("PATH_INFO", "") in PATHS else bolt
+        return serve(environ, start_response)
+
+    return application
+
+
 def main() -> None:
     """Serve the bare app with `steward serve`'s server and options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,7 +69,7 @@ def main() -> None:
     settings = Settings()
     # Swap only what is served: serve_http builds it in each worker through these two names.
     runtime.build_bot = lambda settings, engine: bare_app(settings)
-    server.bot_wsgi_app = lambda app, settings, engine: wsgi_app(app)
+    server.bot_wsgi_app = lambda app, settings, engine: bare_wsgi_app(app)
     server.serve_http(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
                       graceful_timeout=5)
 
