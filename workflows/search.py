@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, column, func, literal_column, or_, select, table
+from sqlalchemy import ColumnElement, column, func, literal_column, or_, select, table, text
 from sqlmodel import Session
 
 from workflows.models import Asset
@@ -74,6 +74,9 @@ def matching_ids(*, session: Session, query: SearchQuery, limit: int) -> list[in
         statement = select(Asset.id).where(*literal).order_by(Asset.updated_at.desc()).limit(limit)
         return list(session.scalars(statement).all())
     if session.get_bind().dialect.name == "postgresql":
+        # psycopg prepares a statement run five times, and PostgreSQL then plans it once for any words:
+        # a plan chosen for rare words reads the whole index for a word in every asset (4 -> 22 ms).
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         vector = literal_column("asset.search_vector")
         tsquery = func.to_tsquery(literal_column("'simple'::regconfig"),
                                   " & ".join(f"'{word}':*" for word in query.prefixes))
