@@ -243,12 +243,14 @@ def search_assets(*, session: Session, text: str, limit: int = SEARCH_LIMIT) -> 
     # The database's full-text index picks and roughly ranks a bounded candidate set; the finer
     # rules (exact, then prefix, then substring; retired last) are applied here, the same on both.
     ids = search.matching_ids(session=session, query=query, limit=SEARCH_CANDIDATES)
-    candidates = {a.id: a for a in session.exec(select(Asset).where(col(Asset.id).in_(ids))).all()} if ids else {}
     terms = search.split_terms(text)
-    exact = session.exec(select(Asset).where(Asset.slug == "-".join(terms))).first()
-    if exact:
-        candidates[exact.id] = exact
-    return sorted(candidates.values(), key=lambda a: _rank(a, terms), reverse=True)[:limit]
+    exact = Asset.slug == "-".join(terms)
+    # Ranked on the few columns the rules read; only the winners are loaded whole (50 whole assets
+    # took 5 ms on PostgreSQL, a third of a search).
+    candidates = session.exec(select(*_RANKED_COLUMNS).where(or_(col(Asset.id).in_(ids), exact) if ids else exact))
+    best = [row.id for row in sorted(candidates.all(), key=lambda row: _rank(row, terms), reverse=True)[:limit]]
+    found = {a.id: a for a in session.exec(select(Asset).where(col(Asset.id).in_(best))).all()} if best else {}
+    return [found[asset_id] for asset_id in best]
 
 
 def list_owned(*, session: Session, owner_id: str, include_retired: bool = False) -> list[Asset]:
@@ -460,7 +462,11 @@ def _notify(session: Session, asset: Asset, *, actor: Actor, template: str, now:
                     payload={**payload, "template": f"{template}_owner"}, now=now)
 
 
-def _rank(asset: Asset, terms: list[str]) -> tuple:
+_RANKED_COLUMNS = (Asset.id, Asset.slug, Asset.name, Asset.team, Asset.status, Asset.updated_at)
+
+
+def _rank(asset: Any, terms: list[str]) -> tuple:
+    # `asset`: a row of _RANKED_COLUMNS.
     slug, name = asset.slug, asset.name.lower()
     score = 0
     for term in terms:
