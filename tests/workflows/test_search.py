@@ -111,3 +111,14 @@ def test_only_the_rank_window_of_matches_is_ranked(engine, policy, now, monkeypa
     monkeypatch.setattr(search, "RANK_WINDOW", 3)
     assert len(_search(engine, "churn")) == 3
     assert len(_search(engine, "churn 4")) == 1  # another word narrows the matches back into the window
+
+
+def test_postgresql_plans_each_search_for_its_own_words_and_only_that_search(pg_engine, policy, now):
+    # A generic plan (made once for any words, after psycopg prepares the statement) read the whole
+    # index for a word in every asset; each search asks for a plan of its own, for its transaction only.
+    make_asset(pg_engine, policy=policy, now=now, name="Churn events")
+    with transaction(pg_engine) as session:
+        assert search_assets(session=session, text="churn")
+        assert session.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    with transaction(pg_engine) as session:
+        assert session.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
