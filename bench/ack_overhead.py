@@ -220,8 +220,10 @@ def run(run: Run) -> dict[str, Any]:
     """Seed, serve both, load both, print; return the figures."""
     assets = run.pick(1_000, 20_000, 100_000)
     levels = run.pick((1, 16), (1, 16, 64), (1, 16, 64))
-    per_level = run.pick(16, 128, 512)
-    rounds = run.pick(1, 2, 3)  # turns of each server per kind and concurrency
+    per_level = run.pick(16, 128, 256)
+    # Turns of each server per kind and concurrency. Short turns pair each server's with the other's under
+    # the same load on the machine, which moves from second to second: 6 × 256 rather than 3 × 512.
+    rounds = run.pick(1, 2, 6)
     backend = run.backends[-1]  # PostgreSQL when given: what production runs
     figures: dict[str, Any] = {"assets": assets, "backend": backend, "rows": []}
     with (fresh_database(backend, run, prefix="ack") as engine, tempfile.TemporaryDirectory(prefix="ack-") as home,

@@ -5,8 +5,8 @@ default runs each on its executor and polls for the ack every 10 ms, which added
 the floor at concurrency 1 and made Steward look faster than a bare app (0.2-0.4× bare).
 
 `python -m bench.bare_bolt --port P --workers N --threads T` runs `steward.server.serve_http` itself, the
-same gunicorn configuration, with the Steward app swapped for this one, so the ratio of the two
-latencies is what Steward's listeners and middleware add. Reads SLACK_SIGNING_SECRET and
+same gunicorn configuration, with the Steward app swapped for this one behind Bolt's own WSGI handler, so
+the ratio of the two latencies is what Steward's listeners and middleware (its request guard included) add. Reads SLACK_SIGNING_SECRET and
 SLACK_BOT_TOKEN from the environment, as `steward serve` does.
 """
 
