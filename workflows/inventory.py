@@ -250,7 +250,7 @@ def search_assets(*, session: Session, text: str, limit: int = SEARCH_LIMIT) -> 
     candidates = session.exec(select(*_RANKED_COLUMNS).where(or_(col(Asset.id).in_(ids), exact) if ids else exact))
     best = [row.id for row in sorted(candidates.all(), key=lambda row: _rank(row, terms), reverse=True)[:limit]]
     found = {a.id: a for a in session.exec(select(Asset).where(col(Asset.id).in_(best))).all()} if best else {}
-    return [found[asset_id] for asset_id in best]
+    return [found[asset_id] for asset_id in best if asset_id in found]  # one deleted meanwhile is left out
 
 
 def list_owned(*, session: Session, owner_id: str, include_retired: bool = False) -> list[Asset]:
