@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from steward.cli import main
 from steward.sandbox.slack_api import FakeSlack
 from tests.bot.conftest import bot_policy, fake, harness  # noqa: F401 - fixtures used below
-from tests.test_metrics import instrumented
+from tests.test_metrics import instrumented, sample
 from tests.workers.conftest import fresh_celery  # noqa: F401 - fixture used below
 from workers import logs
 from workers.celery_app import make_celery
@@ -157,10 +157,12 @@ def test_lines_logged_while_handling_a_request_carry_its_id(harness, restore_log
     ids = []
     for _ in range(2):
         capsys.readouterr()
-        opened = len(bot.fake.views_opened())
+        handled = sample("steward_request_seconds_count", listener="command:register")
         assert bot.command("register dataset").status == 200
-        for _ in range(200):  # the modal opens on another thread, after the ack
-            if len(bot.fake.views_opened()) > opened:
+        # The modal opens on another thread, after the ack; the request is counted once that work is
+        # done, its last line logged (the fake Slack sees views.open before the client logs the answer).
+        for _ in range(200):
+            if sample("steward_request_seconds_count", listener="command:register") > handled:
                 break
             threading.Event().wait(0.05)
         entries = json_lines(capsys.readouterr().err)
