@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from tests.factories import edit_asset, make_asset
 from workflows import search
@@ -105,12 +105,37 @@ def test_sqlite_answers_from_the_fts5_table(sqlite_engine, policy, now):
     assert len(rows) == 1
 
 
-def test_only_the_rank_window_of_matches_is_ranked(engine, policy, now, monkeypatch):
+def test_only_the_rank_window_of_matches_is_ranked_on_postgresql(pg_engine, policy, now, monkeypatch):
     for i in range(5):
-        make_asset(engine, policy=policy, now=now, name=f"Churn events {i}")
+        make_asset(pg_engine, policy=policy, now=now, name=f"Churn events {i}")
     monkeypatch.setattr(search, "RANK_WINDOW", 3)
-    assert len(_search(engine, "churn")) == 3
-    assert len(_search(engine, "churn 4")) == 1  # another word narrows the matches back into the window
+    assert len(_search(pg_engine, "churn")) == 3
+    assert len(_search(pg_engine, "churn 4")) == 1  # another word narrows the matches back into the window
+
+
+def test_a_word_in_more_assets_than_the_candidates_finds_the_newest(engine, policy, now):
+    for i in range(SEARCH_CANDIDATES + 5):
+        make_asset(engine, policy=policy, now=now + timedelta(seconds=i), name=f"Ledger {i}",
+                   description="mentions fraud once")
+    newest = [f"ledger-{i}" for i in range(SEARCH_CANDIDATES + 4, SEARCH_CANDIDATES - 6, -1)]
+    assert _search(engine, "fraud") == newest
+    assert _search(engine, "fraud ledger") == newest
+
+
+def test_sqlite_takes_name_matches_first_and_stops_once_it_has_enough(sqlite_engine, policy, now, monkeypatch):
+    # Named matches fill the candidates, so the second, any-column query never runs.
+    for i in range(4):
+        make_asset(sqlite_engine, policy=policy, now=now + timedelta(seconds=i), name=f"Fraud rule {i}")
+    make_asset(sqlite_engine, policy=policy, now=now + timedelta(seconds=9), name="Ledger", description="fraud")
+    matches: list[str] = []
+    with transaction(sqlite_engine) as session:
+        event.listen(session.connection(), "before_cursor_execute",
+                     lambda conn, cursor, statement, params, context, many: matches.extend(
+                         p for p in params if isinstance(p, str) and "fraud" in p))
+        query = parse_query("fraud")
+        assert search.matching_ids(session=session, query=query, limit=4) == [4, 3, 2, 1]
+        assert len(matches) == 1 and matches[0].startswith("{name slug}")
+        assert search.matching_ids(session=session, query=query, limit=5) == [4, 3, 2, 1, 5]
 
 
 def test_postgresql_plans_each_search_for_its_own_words_and_only_that_search(pg_engine, policy, now):
