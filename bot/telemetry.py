@@ -131,7 +131,8 @@ class AtOnce:
 class QuietLane:
     """Work after acks that can wait a moment (a form's save, whose modal says "Saving…" meanwhile; an answer
     through a response URL), started in order, one per lull in which no Slack request in the server waited
-    for its ack, or once it has waited `patience`.
+    for its ack, or once it has waited `patience`; once the server is idle (no burst going on), as fast as
+    the runners take it.
     Slack's 3 s deadline is on acks: in a burst each save's CPU (ours and the database's) would otherwise
     land in the next acks. One gate thread waits for the lulls and hands each piece to a few runner threads,
     so Slack's round trips overlap while waiting work holds no thread and wakes nobody; the interpreter
@@ -146,6 +147,9 @@ class QuietLane:
         self._lock, self._admitting = threading.Lock(), False
         self._gate = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quiet-lane-gate")
         self._runners = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quiet-lane")
+        # Held from a piece's admission to its end: the gate admits no piece before a runner is free for
+        # it, so none waits in the runners' queue, past the gate, when a burst starts.
+        self._free_runners = threading.Semaphore(workers)
 
     def submit(self, work: Callable[[], None]) -> None:
         """Queue `work`, to run in the caller's context (its request id in the logs)."""
@@ -167,11 +171,19 @@ class QuietLane:
                     self._admitting = False
                     return
                 start_by, context, work = self._waiting.popleft()
-            self._traffic.wait_for_quiet(max(0.0, start_by - time.monotonic()), claim=True)
+            self._free_runners.acquire()
+            if not self._traffic.is_idle():
+                self._traffic.wait_for_quiet(max(0.0, start_by - time.monotonic()), claim=True)
             try:
-                self._runners.submit(context.run, _run_logged, work)
+                self._runners.submit(context.run, self._run, work)
             except RuntimeError:  # the interpreter is exiting: the runners take nothing new
-                context.run(_run_logged, work)
+                context.run(self._run, work)
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            _run_logged(work)
+        finally:
+            self._free_runners.release()
 
 
 def _run_logged(work: Callable[[], None]) -> None:

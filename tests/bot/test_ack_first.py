@@ -153,6 +153,22 @@ def test_socket_mode_requests_count_until_their_answer_is_sent(monkeypatch):
     assert bot_traffic.TRAFFIC.wait_for_quiet(0)  # quiet again once it was
 
 
+def test_on_an_idle_server_the_quiet_lane_starts_work_as_fast_as_its_runners_take_it():
+    # Each piece uses a lull up (the next would come 60 s later), but no request has come: no burst is on.
+    traffic = RequestTraffic(quiet=60)
+    lane, started, finish = QuietLane(traffic, patience=5, workers=3), [], threading.Event()
+    all_running, fourth = threading.Barrier(4), threading.Event()
+    for n in range(3):
+        lane.submit(lambda n=n: (started.append(n), all_running.wait(10), finish.wait(10)))
+    lane.submit(fourth.set)
+    all_running.wait(4)  # three at once, none with a lull of its own (nor out of patience)
+    assert sorted(started) == [0, 1, 2] and not fourth.is_set()  # the fourth waits for a free runner
+    with traffic.request():  # a burst starts before a runner is free
+        finish.set()
+        assert not fourth.wait(0.3)  # a runner is free, but the fourth now waits for a lull
+    assert fourth.wait(10)  # or for its patience
+
+
 def test_the_quiet_lane_starts_its_work_in_the_order_it_came():
     traffic = RequestTraffic(quiet=0.02)  # one piece per 20 ms lull: each has started before the next may
     lane, started, done = QuietLane(traffic, patience=60), [], threading.Semaphore(0)

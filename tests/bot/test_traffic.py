@@ -7,7 +7,7 @@ import multiprocessing
 
 import pytest
 
-from bot.traffic import RequestTraffic, TrafficBoard
+from bot.traffic import RequestTraffic, Traffic, TrafficBoard
 
 
 def test_a_request_in_flight_in_one_process_keeps_every_process_from_a_lull():
@@ -17,7 +17,7 @@ def test_a_request_in_flight_in_one_process_keeps_every_process_from_a_lull():
     second.share(board, board.take_slot())
     assert second.wait_for_quiet(0)
     with first.request():
-        assert board.read()[0] == 1
+        assert board.read().in_flight == 1
         assert not second.wait_for_quiet(0.02)  # the other worker is still acking
     assert second.wait_for_quiet(0)
 
@@ -42,19 +42,38 @@ def test_a_claimed_lull_is_used_up_for_every_process():
     assert not second.wait_for_quiet(0)  # one piece of work per lull, server-wide
 
 
+def test_a_claimed_lull_leaves_the_server_idle_and_a_request_ends_the_idle_spell_everywhere():
+    board = TrafficBoard(2)
+    first, second = RequestTraffic(quiet=60, idle=60), RequestTraffic(quiet=60, idle=60)
+    first.share(board, board.take_slot())
+    second.share(board, board.take_slot())
+    assert first.wait_for_quiet(0, claim=True)
+    assert second.is_idle()  # the lane's own claims are not Slack traffic
+    with first.request():
+        assert not second.is_idle()
+    assert not second.is_idle()  # answered just now: a burst may be going on
+
+
+def test_idle_is_never_a_shorter_spell_than_quiet():
+    traffic = RequestTraffic(quiet=60, idle=0)
+    with traffic.request():
+        pass
+    assert not traffic.is_idle()
+
+
 def test_an_exited_process_frees_its_slot_and_what_it_had_in_flight():
     board = TrafficBoard(1)
     slot = board.take_slot()
-    board.write(slot, 3, 10.0)  # killed with three requests unanswered
+    board.write(slot, 3, 10.0, 9.0)  # killed with three requests unanswered
     with pytest.raises(RuntimeError):
         board.take_slot()
     board.free_slot(slot)
-    assert board.read() == (0, 10.0)
+    assert board.read() == Traffic(0, 10.0, 9.0)
     assert board.take_slot() == slot
 
 
 def test_an_empty_board_has_never_been_busy():
-    assert TrafficBoard(3).read() == (0, -math.inf)
+    assert TrafficBoard(3).read() == Traffic(0, -math.inf, -math.inf)
 
 
 def _busy_child(board: TrafficBoard, slot: int, started, finish) -> None:
