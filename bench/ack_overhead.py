@@ -5,11 +5,16 @@ against the same fake Slack Web API, with Steward's database loaded with the ben
 For a slash command (`/steward search`), a button click (asset_show) and a modal submission (the
 register form), a pool of client threads sends signed requests at concurrency 1, 16 and 64, each on a
 new connection as Slack does (raw sockets, so the client takes little CPU from the servers); p50 and p99
-of the time to the full HTTP answer are compared as ratios. The two servers take turns, several per kind
-and concurrency, so both see the same machine; Steward's work after its acks (the search's reply, the
-card, the form's save) must finish before the bare app's turn, and how long it took after the load
+of the time to the full HTTP answer are compared as ratios. The servers take turns, several per kind
+and concurrency, so all see the same machine; Steward's work after its acks (the search's reply, the
+card, the form's save) must finish before a bare app's turn, and how long it took after the load
 ("done +s") is reported too. The bot's resident memory (gunicorn master and workers) is read at idle
 and after the load.
+
+The bare app runs twice, as two servers, and each kind and concurrency is also measured as one against
+the other (the "A/A" ratio): the same code, so whatever that ratio is away from 1.00 is what this
+machine's noise alone makes of a ratio in this run. The floor under Steward's figures is both twins'
+requests pooled. In the turns the three servers take in rotation, each goes first, second and third.
 
 The floor is the fastest a Bolt app acks: its listener acks on the request thread
 (`process_before_response`), so it pays neither a thread hand-off nor Bolt's 10 ms polling for the ack.
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +227,9 @@ def run(run: Run) -> dict[str, Any]:
     assets = run.pick(1_000, 20_000, 100_000)
     levels = run.pick((1, 16), (1, 16, 64), (1, 16, 64))
     per_level = run.pick(16, 128, 256)
-    # Turns of each server per kind and concurrency. Short turns pair each server's with the other's under
+    # Turns of each server per kind and concurrency. Short turns put each server's next to the others' under
     # the same load on the machine, which moves from second to second: 6 × 256 rather than 3 × 512.
-    rounds = run.pick(1, 2, 6)
+    rounds = run.pick(1, 3, 6)
     backend = run.backends[-1]  # PostgreSQL when given: what production runs
     figures: dict[str, Any] = {"assets": assets, "backend": backend, "rows": []}
     with (fresh_database(backend, run, prefix="ack") as engine, tempfile.TemporaryDirectory(prefix="ack-") as home,
@@ -235,38 +241,33 @@ def run(run: Run) -> dict[str, Any]:
                "STEWARD_HOME": home, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         env.pop("BROKER_URL", None)  # the embedded file broker: state changes enqueue, no worker runs
         steward = Served([sys.executable, "-m", "steward", "serve", "--workers", "2"], env, Path(home, "bot.log"))
-        bare = Served([sys.executable, "-m", "bench.bare_bolt", "--workers", "2"], env, Path(home, "bare.log"))
+        twins = [Served([sys.executable, "-m", "bench.bare_bolt", "--workers", "2"], env, Path(home, f"bare-{n}.log"))
+                 for n in (1, 2)]
         try:
             idle = steward.rss_mib()
             form = _open_form(steward, fake)
-            print(f"ack overhead on {backend}, {assets:,} assets; steward serve vs bare Bolt, 2 workers × 8 threads;"
-                  f" {rounds} × {per_level} requests per kind and concurrency, turns alternating")
+            print(f"ack overhead on {backend}, {assets:,} assets; steward serve vs bare Bolt (twice: A/A), 2 workers"
+                  f" × 8 threads; {rounds} × {per_level} requests per server, kind and concurrency, turns rotating")
             print(f"  {'request':<15} {'conc':>4} {'steward p50':>11} {'p99':>8} {'bare p50':>9} {'p99':>8}"
-                  f" {'x p50':>6} {'x p99':>6} {'errors':>6} {'done +s':>7}")
+                  f" {'x p50':>6} {'x p99':>6} {'A/A p50':>7} {'p99':>5} {'errors':>6} {'done +s':>7}")
             for kind in ("slash command", "button click", "modal submission"):
                 for level in levels:
                     count = max(per_level, level * 2)
-                    ours, floor, errors, bare_errors, settled = [], [], 0, 0, 0.0
-                    # Turns alternate, so a change in the machine's load between them hits both servers.
-                    for _ in range(rounds):
-                        answered = _answered(fake)
-                        took, failed = _load(steward.port, _requests(kind, count, fake, form), level)
-                        ours, errors = ours + took, errors + failed
-                        # Steward's work after its acks finishes before the bare app's turn, so it never
-                        # slows the floor; how long it took after the last ack is a figure of its own.
-                        settled = max(settled, _settle(fake, answered + count))
-                        took, failed = _load(bare.port, _requests(kind, count, fake, form), level)
-                        floor, bare_errors = floor + took, bare_errors + failed
+                    cell = _measure(steward, twins, fake, form, kind=kind, level=level, count=count, rounds=rounds)
+                    ours, (first, second) = cell.steward, cell.twins
                     p50, p99 = percentile(ours, 50), percentile(ours, 99)
-                    f50, f99 = percentile(floor, 50), percentile(floor, 99)
+                    f50, f99 = percentile(first + second, 50), percentile(first + second, 99)
+                    aa50 = percentile(first, 50) / percentile(second, 50)
+                    aa99 = percentile(first, 99) / percentile(second, 99)
                     print(f"  {kind:<15} {level:>4} {p50 * 1000:11.1f} {p99 * 1000:8.1f} {f50 * 1000:9.1f}"
-                          f" {f99 * 1000:8.1f} {p50 / f50:6.2f} {p99 / f99:6.2f} {errors + bare_errors:>6}"
-                          f" {settled:7.1f}")
+                          f" {f99 * 1000:8.1f} {p50 / f50:6.2f} {p99 / f99:6.2f} {aa50:7.2f} {aa99:5.2f}"
+                          f" {cell.errors + cell.bare_errors:>6} {cell.settled:7.1f}")
                     figures[f"{kind} c{level}"] = {"p50_ms": round(p50 * 1000, 2), "p99_ms": round(p99 * 1000, 2),
                                                    "bare_p50_ms": round(f50 * 1000, 2),
-                                                   "bare_p99_ms": round(f99 * 1000, 2), "errors": errors,
-                                                   "bare_errors": bare_errors, "done_after_s": round(settled, 2),
-                                                   "requests": len(ours)}
+                                                   "bare_p99_ms": round(f99 * 1000, 2),
+                                                   "a_a_p50": round(aa50, 2), "a_a_p99": round(aa99, 2),
+                                                   "errors": cell.errors, "bare_errors": cell.bare_errors,
+                                                   "done_after_s": round(cell.settled, 2), "requests": len(ours)}
                     if level == levels[-1]:
                         figures["rows"] += [figure(f"{kind} p50 @{level}", p50, f50, "≤ 1.25× bare"),
                                             figure(f"{kind} p99 @{level}", p99, f99, "≤ 1.5× bare, < 300 ms")]
@@ -275,6 +276,38 @@ def run(run: Run) -> dict[str, Any]:
             figures["rows"].append({"figure": "bot RSS idle → after load", "value": f"{idle:.0f} → {loaded:.0f} MiB"})
             print(f"  bot resident memory (master + 2 workers): {idle:.0f} MiB idle, {loaded:.0f} MiB after the load")
         finally:
-            steward.stop()
-            bare.stop()
+            for server in (steward, *twins):
+                server.stop()
     return figures
+
+
+@dataclass
+class Cell:
+    """One kind at one concurrency: each server's request times over all its turns, and what went wrong."""
+
+    steward: list[float] = field(default_factory=list)
+    twins: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    errors: int = 0
+    bare_errors: int = 0
+    settled: float = 0.0
+
+
+def _measure(steward: Served, twins: list[Served], fake: FakeSlack, form: dict[str, Any], *, kind: str, level: int,
+             count: int, rounds: int) -> Cell:
+    """`rounds` turns of `count` requests for each server, in an order that rotates every round, so a change
+    in the machine's load between turns hits all three and none always follows the same one."""
+    cell, order = Cell(), [steward, *twins]
+    for turn in range(rounds):
+        for server in order[turn % 3:] + order[:turn % 3]:
+            answered = _answered(fake)
+            took, failed = _load(server.port, _requests(kind, count, fake, form), level)
+            if server is steward:
+                cell.steward += took
+                cell.errors += failed
+                # Steward's work after its acks finishes before a bare app's turn, so it never slows the
+                # floor; how long it took after the last ack is a figure of its own.
+                cell.settled = max(cell.settled, _settle(fake, answered + count))
+            else:
+                cell.twins[twins.index(server)].extend(took)
+                cell.bare_errors += failed
+    return cell

@@ -43,6 +43,9 @@ def test_every_benchmark_runs_at_tiny_size_on_both_databases(tmp_path, postgres_
             assert name in ON_POSTGRES and "sqlite" not in json.dumps(rows), name
         for row in rows:
             assert f"{name:<10} {row['figure']}" in summary
+    ack = json.loads((tmp_path / "ack.json").read_text())["figures"]
+    cells = [cell for key, cell in ack.items() if key.endswith(("c1", "c16"))]
+    assert len(cells) == 6 and all(cell["a_a_p50"] > 0 and cell["a_a_p99"] > 0 for cell in cells)  # the noise, beside
 
 
 def test_a_benchmark_can_be_chosen_and_an_unknown_one_is_refused(capsys):
