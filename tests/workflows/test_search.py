@@ -122,7 +122,7 @@ def test_a_word_in_more_assets_than_the_candidates_finds_the_newest(engine, poli
     assert _search(engine, "fraud ledger") == newest
 
 
-def test_sqlite_takes_name_matches_first_and_stops_once_it_has_enough(sqlite_engine, policy, now, monkeypatch):
+def test_sqlite_takes_name_matches_first_and_stops_once_it_has_enough(sqlite_engine, policy, now):
     # Named matches fill the candidates, so the second, any-column query never runs.
     for i in range(4):
         make_asset(sqlite_engine, policy=policy, now=now + timedelta(seconds=i), name=f"Fraud rule {i}")
