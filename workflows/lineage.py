@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
+from sqlalchemy import Select, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -82,14 +84,22 @@ def _closure(session: Session, start: list[int], types: list[EdgeType], *, forwa
              include_start: bool) -> set[int]:
     if not start:
         return set()
-    near, far = (Edge.source_id, Edge.target_id) if forward else (Edge.target_id, Edge.source_id)
-    type_values = [t.value for t in types]
-    seed = sa_select(col(far).label("node")).where(col(near).in_(start), col(Edge.type).in_(type_values))
-    walk = seed.cte("walk", recursive=True)
-    step = sa_select(col(far)).join(walk, col(near) == walk.c.node).where(col(Edge.type).in_(type_values))
-    walk = walk.union(step)
-    found = {row[0] for row in session.execute(sa_select(walk.c.node))}
+    rows = session.execute(_closure_statement(forward), {"start": start, "types": [t.value for t in types]})
+    found = {row[0] for row in rows}
     return found | set(start) if include_start else found
+
+
+@functools.cache
+def _closure_statement(forward: bool) -> Select:
+    """The recursive walk, built once per direction. Built per call, its CTE, proxied columns and their
+    foreign keys were ~140 cyclic objects per asset card or form save, left for the collector to find."""
+    near, far = (Edge.source_id, Edge.target_id) if forward else (Edge.target_id, Edge.source_id)
+    starts, types = bindparam("start", expanding=True), bindparam("types", expanding=True)
+    seed = sa_select(col(far).label("node")).where(col(near).in_(starts), col(Edge.type).in_(types))
+    walk = seed.cte("walk", recursive=True)
+    step = sa_select(col(far)).join(walk, col(near) == walk.c.node).where(col(Edge.type).in_(types))
+    walk = walk.union(step)
+    return sa_select(walk.c.node)
 
 
 def would_create_cycle(*, session: Session, source_id: int, target_id: int) -> bool:
