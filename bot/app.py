@@ -14,7 +14,7 @@ from bot.listeners import register_all
 from bot.telemetry import InstrumentedApp
 from bot.traffic import TRAFFIC
 from bot.listeners.guard import GuardedRequestHandler
-from bot.matching import match_on_body
+from bot.matching import call_with_named_arguments, match_on_body
 from workers.health import HEALTHZ_PATH, PATHS, WSGIApp, health_app
 from workers.slack_client import make_slack_client
 
@@ -41,6 +41,7 @@ def create_app(ctx: BotContext, *, client: WebClient | None = None) -> App:
     )
     register_all(app, ctx)
     match_on_body(app)
+    call_with_named_arguments(app)
     return app
 
 
