@@ -46,14 +46,21 @@ def register(app: App, ctx: BotContext) -> None:
     def show(ack, body: dict[str, Any], action: dict[str, Any], respond, client) -> None:
         ack()
 
-        def run() -> None:
-            actor = actor_for(ctx, body["user"]["id"])
-            blocks = read(ctx, lambda s: card_blocks(ctx, s, _asset(s, action), actor))
-            _show_blocks(body, respond, client, blocks)
+        # In a message the card comes through the response URL, behind the acks, and what waits holds only
+        # what it reads (see `commands.waiting_command`); from App Home or a modal it opens at once, with the
+        # click's trigger_id.
+        in_message = bool(body.get("response_url"))
+        user_id, button = body["user"]["id"], {"value": action.get("value")}
+        where, via = ({"response_url": body["response_url"]}, app.client) if in_message else (body, client)
 
-        if body.get("response_url"):  # in a message: the card comes through the response URL
+        def run() -> None:
+            actor = actor_for(ctx, user_id)
+            blocks = read(ctx, lambda s: card_blocks(ctx, s, _asset(s, button), actor))
+            _show_blocks(where, respond, via, blocks)
+
+        if in_message:
             answer_after_acks(ctx, respond, run)
-        else:  # from App Home or a modal: it opens with the click's trigger_id
+        else:
             answer_at_once(ctx, responder(body, respond, client), run)
 
     @app.action(Action.EDIT_ASSET)
