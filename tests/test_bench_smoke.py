@@ -6,12 +6,14 @@ It asserts only that each benchmark printed its figures and wrote its JSON, on S
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench import ack_instructions
 from bench.__main__ import BENCHMARKS, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +56,25 @@ def test_a_benchmark_can_be_chosen_and_an_unknown_one_is_refused(capsys):
         parse_args(["--only", "nonsense"])
     assert exited.value.code == 2
     assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(600)
+def test_the_instruction_count_runs_under_callgrind(tmp_path):
+    if not shutil.which("valgrind"):
+        pytest.skip("valgrind is not installed: the instruction count cannot run here")
+    done = subprocess.run([sys.executable, "-m", "bench.ack_instructions", "--requests", "20", "--results",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=580, check=False)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((tmp_path / "ack_instructions.json").read_text())["figures"]
+    for kind in ("slash command", "button click", "modal submission"):
+        assert figures[kind]["steward"] > 10_000 and figures[kind]["bare"] > 10_000, figures
+        assert figures[kind]["ratio"] == pytest.approx(figures[kind]["steward"] / figures[kind]["bare"], rel=0.01)
+    assert "instructions per ack" in done.stdout
+
+
+def test_the_instruction_count_says_so_in_one_line_without_valgrind(monkeypatch, capsys):
+    monkeypatch.setattr(ack_instructions.shutil, "which", lambda name: None)
+
+    assert ack_instructions.main([]) == 1
+    assert capsys.readouterr().err == "ack_instructions: valgrind (with callgrind_control) is not installed\n"
