@@ -141,13 +141,7 @@ def _open_form(app: Any, fake: Any, ack: Any) -> dict[str, Any]:
 
     _serve(app, [_environ(signing.slash_command(text="register model", secret=ack.SECRET, user_id=ack.USER,
                                                 channel_id=ack.CHANNEL, response_url=fake.response_url("bench")))])
-    deadline = time.monotonic() + 120  # slow under callgrind
-    while time.monotonic() < deadline:
-        forms = [view for view in fake.views_opened() if view.get("callback_id") == "asset_register"]
-        if forms:
-            return forms[-1]
-        time.sleep(0.1)
-    raise RuntimeError("`/steward register model` opened no registration form")
+    return ack.registration_form(fake, seconds=120)  # slow under callgrind
 
 
 def _environ(request: tuple[str, dict[str, str]]) -> dict[str, Any]:

@@ -213,7 +213,12 @@ def _open_form(server: Served, fake: FakeSlack) -> dict[str, Any]:
     body, headers = signing.slash_command(text="register model", secret=SECRET, user_id=USER, channel_id=CHANNEL,
                                           response_url=fake.response_url("bench"))
     requests.post(server.base_url + EVENTS_PATH, data=body.encode(), headers=headers, timeout=30)
-    deadline = time.monotonic() + 30
+    return registration_form(fake, seconds=30)
+
+
+def registration_form(fake: FakeSlack, *, seconds: float) -> dict[str, Any]:
+    """The registration form `/steward register model` opened (on an AtOnce thread), within `seconds`."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         forms = [v for v in fake.views_opened() if v.get("callback_id") == "asset_register"]
         if forms:

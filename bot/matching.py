@@ -8,8 +8,9 @@ With Steward's 32 listeners that was a fifth of an ack's CPU in-process (py-spy 
 button click). The matchers take `body` alone, so handing them `req.body` directly matches exactly the same.
 
 The listener it finds is then called through the same `build_required_kwargs`, which also makes a `Say`, a
-`Respond` and five parsed payloads whatever the listener asks for: 16 µs of an ack's ~180 µs in-process.
-Steward's listeners name four or five arguments, so each is built only when named, by Bolt's own code.
+`Respond` and five parsed payloads whatever the listener asks for. Steward's listeners name four or five
+arguments, so each is built only when named, by Bolt's own code: a search ack went from 828k to 717k
+instructions (`python -m bench.ack_instructions`; the bare app's takes 735k).
 """
 
 from __future__ import annotations
