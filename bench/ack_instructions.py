@@ -117,7 +117,7 @@ def _count(requests: int, manifest: Path) -> None:
         fake.add_user(OWNERS[0], name="bench")
         apps = {"steward": server.bot_wsgi_app(runtime.build_bot(settings, engine), settings, engine),
                 "bare": bare_wsgi_app(bare_app(settings))}
-        form = _open_form(apps["steward"], fake, ack)
+        form = _open_form(apps["steward"], fake)
         batches = []
         for kind in KINDS:
             for name in APPS:
@@ -135,8 +135,9 @@ def _callgrind(option: str) -> None:
     subprocess.run(["callgrind_control", option, str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
 
 
-def _open_form(app: Any, fake: Any, ack: Any) -> dict[str, Any]:
+def _open_form(app: Any, fake: Any) -> dict[str, Any]:
     """The registration form Steward opens, for the modal submissions (it opens on an AtOnce thread)."""
+    from bench import ack_overhead as ack
     from steward.sandbox import signing
 
     _serve(app, [_environ(signing.slash_command(text="register model", secret=ack.SECRET, user_id=ack.USER,

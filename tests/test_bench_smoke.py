@@ -15,6 +15,7 @@ import pytest
 
 from bench import ack_instructions
 from bench.__main__ import BENCHMARKS, parse_args
+from tests.conftest import service_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 # The ack benchmark serves one database, PostgreSQL when it is given (what production runs).
@@ -60,8 +61,8 @@ def test_a_benchmark_can_be_chosen_and_an_unknown_one_is_refused(capsys):
 
 @pytest.mark.timeout(600)
 def test_the_instruction_count_runs_under_callgrind(tmp_path):
-    if not shutil.which("valgrind"):
-        pytest.skip("valgrind is not installed: the instruction count cannot run here")
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        service_missing("valgrind", "not installed")  # a loud skip here, a failure in CI
     done = subprocess.run([sys.executable, "-m", "bench.ack_instructions", "--requests", "20", "--results",
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=580, check=False)
 

@@ -53,7 +53,6 @@ def test_the_app_matches_on_the_body(harness):
     assert not any(type(matcher) is BuiltinListenerMatcher for matcher in matchers)
 
 
-
 def _request_for(body: dict, client: WebClient) -> BoltRequest:
     request = BoltRequest(body=body, mode="socket_mode")  # a parsed body, its context built from it by Bolt
     request.context["client"], request.context["ack"] = client, Ack()
