@@ -17,13 +17,11 @@ requests kept the last answer waiting 5-6 s, at ~33 pieces a second per process 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 # See bot/telemetry.py for how these were chosen.
@@ -50,7 +48,9 @@ class TrafficBoard:
     written only by the process holding it."""
 
     def __init__(self, slots: int) -> None:
-        self._cells = multiprocessing.RawArray(ctypes.c_double, _CELLS * slots)
+        self._shared = multiprocessing.RawArray(ctypes.c_double, _CELLS * slots)
+        # The same memory as doubles through a memoryview: half the cost of indexing the ctypes array.
+        self._cells = memoryview(self._shared).cast("B").cast("d")
         for slot in range(slots):
             self._cells[_CELLS * slot + 1] = self._cells[_CELLS * slot + 2] = -math.inf
         self._free = list(range(slots))
@@ -73,7 +73,7 @@ class TrafficBoard:
 
     def read(self) -> Traffic:
         """Requests in flight in every process, and the latest change and claim among them."""
-        cells = self._cells[:]
+        cells = self._cells.tolist()
         return Traffic(int(sum(cells[0::_CELLS])), max(cells[1::_CELLS]), max(cells[2::_CELLS]))
 
 
@@ -95,15 +95,17 @@ class RequestTraffic:
             self._board, self._slot = board, slot
             self._publish()
 
-    @contextlib.contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one request in flight while it is handled (on `steward serve`, until its ack is answered)."""
+    def request(self) -> RequestTraffic:
+        """Count one request in flight while it is handled (on `steward serve`, until its ack is answered):
+        `with traffic.request(): ...`. A plain context manager, not a generator: that cost 3 µs a request."""
+        return self
+
+    def __enter__(self) -> None:
         self._change(+1)
-        try:
-            yield
-        finally:
-            # The quiet spell counts from the answer: a next request typically follows within a millisecond.
-            self._change(-1)
+
+    def __exit__(self, *_exc: object) -> None:
+        # The quiet spell counts from the answer: a next request typically follows within a millisecond.
+        self._change(-1)
 
     def is_idle(self) -> bool:
         """Whether no request has been in flight for the idle spell: no burst is going on."""
