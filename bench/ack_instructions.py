@@ -12,7 +12,7 @@ count is the ack's own, with the request guard, the telemetry and the multiproce
 What it cannot see is what costs time without costing instructions: cache misses, the GIL, the server. It
 tells exactly whether a change made the ack's own work bigger or smaller.
 
-    .venv/bin/python -m bench.ack_instructions [--requests 300]     # needs valgrind; about 3 minutes
+    .venv/bin/python -m bench.ack_instructions [--requests 300]     # needs valgrind; about 5 minutes
 """
 
 from __future__ import annotations
